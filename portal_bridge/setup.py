@@ -1,0 +1,31 @@
+"""Install rules for the portal_bridge ament_python package."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'portal_bridge'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.py')),
+        (os.path.join('share', PACKAGE, 'config'), glob('config/*')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='portal_bridge maintainers',
+    maintainer_email='maintainers@portal-bridge.dev',
+    description='ROS 2 bridge to LiveKit Portal sessions (robot and operator sides).',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'contract = portal_bridge.contract:main',
+        ],
+    },
+)
