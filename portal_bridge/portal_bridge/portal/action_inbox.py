@@ -1,0 +1,135 @@
+"""Receiving actions and action chunks through the active-operator gate.
+
+The robot always receives them; an operator only with ``action_subscription`` (a recorder, a
+supervisor's monitor). Both apply the same gate: accept only what the active operator sent (the
+robot's pointer, or the operator's mirror of it), checked when a packet arrives and when a chunk
+stream completes. Accepted records carry that sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from .errors import UnknownChunk
+from .packets import ActionCodec, ChunkCodec, PacketError, peek_fingerprint
+from .records import Action, ActionChunk, typed_map
+from .session import now_us
+
+__all__ = ['ActionInbox']
+
+
+class ActionInbox:
+    """Mixin for :class:`~portal_bridge.portal.session.PortalSession` roles that take actions."""
+
+    def _init_inbox(self) -> None:
+        c = self.contract
+        self._action_codec = ActionCodec(c.action) if c.action else None
+        self._chunk_codecs = {
+            codec.fingerprint: codec for codec in (ChunkCodec(ch) for ch in c.action_chunks)
+        }
+        self._chunk_by_name = {codec.spec.name: codec for codec in self._chunk_codecs.values()}
+        self._latest_action: Optional[Action] = None
+        self._latest_chunks: dict[str, ActionChunk] = {}
+        self._cb_action: Optional[Callable[[Action], Any]] = None
+        self._cb_chunks: dict[str, Callable[[ActionChunk], Any]] = {}
+
+    def _inbox_enabled(self) -> bool:
+        return True
+
+    def _chunk_codec(self, name: str) -> ChunkCodec:
+        codec = self._chunk_by_name.get(name)
+        if codec is None:
+            raise UnknownChunk(f"action chunk '{name}' is not declared in the wire contract")
+        return codec
+
+    def on_action(self, cb: Callable[[Action], Any]) -> None:
+        """Called on the session's loop for every action that passed the gate."""
+        self._cb_action = cb
+
+    def get_action(self) -> Optional[Action]:
+        return self._latest_action
+
+    def on_action_chunk(self, name: str, cb: Callable[[ActionChunk], Any]) -> None:
+        self._chunk_codec(name)
+        self._cb_chunks[name] = cb
+
+    def get_action_chunk(self, name: str) -> Optional[ActionChunk]:
+        self._chunk_codec(name)
+        return self._latest_chunks.get(name)
+
+    def _clear_inbox(self) -> None:
+        self._latest_action = None
+        self._latest_chunks.clear()
+
+    def _gate(self, sender: str) -> bool:
+        if self._active is not None and sender == self._active:
+            return True
+        self._metrics.drop('gate')
+        return False
+
+    def _deliver_action(self, action: Action) -> None:
+        self._latest_action = action
+        self._emit(self._cb_action, action)
+
+    def _deliver_chunk(self, chunk: ActionChunk) -> None:
+        self._latest_chunks[chunk.name] = chunk
+        self._emit(self._cb_chunks.get(chunk.name), chunk)
+
+    def _on_action_packet(self, data: bytes, sender: str) -> None:
+        if not self._inbox_enabled() or not self._gate(sender):
+            return
+        if self._action_codec is None:
+            self._metrics.drop('schema-mismatch')
+            return
+        try:
+            ts, reply, raw = self._action_codec.decode(data)
+        except PacketError as exc:
+            self._count_packet_error(exc, 'action', sender)
+            return
+        now = now_us()
+        m = self._metrics
+        m.actions_received += 1
+        m.action_jitter.update(ts, now)
+        m.correlation(reply, now)
+        names = self._action_codec.names
+        self._deliver_action(
+            Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names)
+        )
+
+    def _on_chunk_stream(self, payload: bytes, sender: str) -> None:
+        if not self._inbox_enabled() or not self._gate(sender):  # gated at completion time
+            return
+        fp = peek_fingerprint(payload)
+        codec = self._chunk_codecs.get(fp) if fp is not None else None
+        if codec is None:
+            self._count_packet_error(PacketError('unknown-chunk', f'fingerprint {fp}', fp), 'chunk', sender)
+            return
+        try:
+            chunk = codec.decode(payload)
+        except PacketError as exc:
+            self._count_packet_error(exc, 'chunk', sender)
+            return
+        now = now_us()
+        m = self._metrics
+        m.action_chunks_received += 1
+        m.action_chunk_jitter.update(chunk.timestamp_us, now)
+        m.correlation(chunk.in_reply_to_ts_us, now)
+        self._deliver_chunk(self._chunk_record(codec, chunk, sender))
+
+    @staticmethod
+    def _chunk_record(codec: ChunkCodec, chunk, sender: str) -> ActionChunk:
+        return ActionChunk(
+            codec.spec.name,
+            codec.spec.horizon,
+            chunk.columns,
+            chunk.timestamp_us,
+            sender,
+            chunk.in_reply_to_ts_us or None,
+        )
+
+    def _stream_size_limit(self, topic: str) -> int:
+        from .session import TOPIC_ACTION_CHUNK
+
+        if topic == TOPIC_ACTION_CHUNK:
+            return max((codec.size for codec in self._chunk_codecs.values()), default=20)
+        return super()._stream_size_limit(topic)

@@ -1,0 +1,547 @@
+"""The Operator role: receives video and state, fuses them into observations, sends actions.
+
+Video arrives on WebRTC tracks (I420, converted to RGB24 by the SDK) and as frame-video byte
+streams; state arrives as data packets. Everything feeds one :class:`SyncBuffer`. State and
+frame video are accepted only from the participant whose role attribute says ``robot``
+(livekit-portal accepts them from anyone, K5); everything else is counted and dropped. A WebRTC
+frame without the ``user_timestamp`` trailer is counted and dropped instead of killing the
+receiver (K3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from livekit import rtc
+import numpy as np
+
+from .action_inbox import ActionInbox
+from .errors import EmptySchema, NoPeer, NotConnected, UnknownVideoTrack
+from .frame_video import FrameVideoError, decode_payload, parse_header
+from .frames import VideoFrame
+from .packets import PacketError, StateCodec
+from .publishers import DATA_QUEUE_CAPACITY, Drainer, SendQueue, send_stream
+from .records import Action, Observation, State, typed_map
+from .robot import check_value_types
+from .session import (
+    SET_ACTIVE_OPERATOR_RPC,
+    TOPIC_ACTION,
+    TOPIC_ACTION_CHUNK,
+    TOPIC_FRAME_VIDEO,
+    TOPIC_STATE,
+    PortalSession,
+    now_us,
+)
+from .sync_buffer import StallPolicy, SyncBuffer, SyncOutput
+from .tokens import ACTIVE_OPERATOR_ATTR
+from .wire_contract import VideoCodec
+
+__all__ = ['Operator', 'RECEIVE_RING']
+
+RECEIVE_RING = 8  # frames between a video stream and its processing (about 130 ms at 60 fps)
+_RECV_OVERFLOW_LOG_S = 5.0
+_ROBOT_POLL_S = 0.05
+_ROBOT_POLL_TRIES = 30
+
+
+class _FrameRing:
+    """Drop-oldest ring between a receive task and its processing task."""
+
+    def __init__(self, capacity: int) -> None:
+        self.items: deque = deque()
+        self.capacity = capacity
+        self.event = asyncio.Event()
+
+    def put(self, item: Any) -> bool:
+        """Append; False if the oldest item had to be dropped to make room."""
+        dropped = len(self.items) >= self.capacity
+        if dropped:
+            self.items.popleft()
+        self.items.append(item)
+        self.event.set()
+        return not dropped
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.event.clear()
+            await self.event.wait()
+        return self.items.popleft()
+
+
+class Operator(ActionInbox, PortalSession):
+    """A Portal operator: observations in, actions and chunks out, control handoff."""
+
+    role = 'operator'
+
+    def __init__(self, contract, *, stall_policy: Optional[StallPolicy] = None, **kwargs: Any) -> None:
+        super().__init__(contract, **kwargs)
+        self._init_inbox()
+        c = self.contract
+        self.stall_policy = stall_policy
+        self._state_codec = StateCodec(c.state)
+        self._action_fields = {f.name: f for f in c.action}
+        self._webrtc_names = {v.name for v in c.webrtc_videos}
+        self._sync = self._new_sync_buffer()
+        self._action_queue: Optional[SendQueue[bytes]] = None
+        self._chunk_queues: dict[str, SendQueue[bytes]] = {}
+        self._drainers: list[Drainer] = []
+        self._frame_rings: dict[str, _FrameRing] = {}
+        self._consumers: dict[tuple[str, str], asyncio.Task] = {}
+        self._decoder: Optional[ThreadPoolExecutor] = None
+        self._send_lock = threading.Lock()
+        self._overflow_logged_at: dict[str, float] = {}
+        self._latest_state: Optional[State] = None
+        self._latest_observation: Optional[Observation] = None
+        self._latest_frames: dict[str, VideoFrame] = {}
+        self._cb_state: Optional[Callable[[State], Any]] = None
+        self._cb_observation: Optional[Callable[[Observation], Any]] = None
+        self._cb_drop: Optional[Callable[[list[State]], Any]] = None
+        self._cb_frames: dict[str, Callable[[str, VideoFrame], Any]] = {}
+
+    def _new_sync_buffer(self) -> SyncBuffer:
+        c = self.contract
+        return SyncBuffer(
+            c.track_order,
+            c.search_range_us,
+            c.slack,
+            c.slack,
+            reuse_stale_frames=c.reuse_stale_frames,
+            stall_policy=self.stall_policy,
+            stats=self._metrics.sync,
+        )
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _inbox_enabled(self) -> bool:
+        return self.contract.action_subscription
+
+    def _data_handlers(self):
+        handlers = super()._data_handlers()
+        handlers[TOPIC_STATE] = self._on_state_packet
+        if self.contract.action_subscription:
+            handlers[TOPIC_ACTION] = self._on_action_packet
+        return handlers
+
+    def _stream_handlers(self):
+        handlers = {TOPIC_FRAME_VIDEO: self._on_frame_stream}
+        if self.contract.action_subscription:
+            handlers[TOPIC_ACTION_CHUNK] = self._on_chunk_stream
+        return handlers
+
+    def _stream_size_limit(self, topic: str) -> int:
+        if topic == TOPIC_FRAME_VIDEO:  # header + name + 65535 x 65535 RGB cannot fit anyway
+            return 256 * 1024 * 1024
+        return super()._stream_size_limit(topic)
+
+    def _prepare_receive(self) -> None:
+        self._sync = self._new_sync_buffer()
+
+    async def _setup_role(self, room: rtc.Room) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self.contract.action:
+            self._action_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
+            reliable = self.contract.action_reliable
+
+            async def send_action(payload: bytes) -> None:
+                if self._room is not None:
+                    await self._room.local_participant.publish_data(
+                        payload, reliable=reliable, topic=TOPIC_ACTION
+                    )
+
+            self._start_drainer('action', self._action_queue, send_action)
+        for name in self._chunk_by_name:
+            queue: SendQueue[bytes] = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
+            self._chunk_queues[name] = queue
+            self._start_drainer(f'chunk-{name}', queue, self._chunk_sender(name))
+        if self.contract.frame_videos:
+            self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix='portal-decode')
+        for spec in self.contract.frame_videos:
+            ring = _FrameRing(RECEIVE_RING)
+            self._frame_rings[spec.name] = ring
+            self._spawn(self._process_frame_video(spec.name, ring), f'frame-video-{spec.name}')
+        if self.stall_policy is not None:
+            self._spawn(self._stall_watch(), 'stall-watch')
+
+    def _start_drainer(self, name, queue, send) -> None:
+        drainer = Drainer(name, queue, send)
+        drainer.start()
+        self._drainers.append(drainer)
+
+    def _chunk_sender(self, name: str):
+        async def send(payload: bytes) -> None:
+            if self._room is not None:
+                await send_stream(self._room.local_participant, TOPIC_ACTION_CHUNK, name, payload)
+
+        return send
+
+    async def _teardown_role(self) -> None:
+        for drainer in self._drainers:
+            await drainer.stop()
+        self._drainers.clear()
+        self._action_queue = None
+        self._chunk_queues.clear()
+        self._frame_rings.clear()
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
+            self._decoder = None
+        self._state_codec.reset()
+        if self._action_codec is not None:
+            self._action_codec.reset()
+
+    def _clear_received(self) -> None:
+        self._sync.clear()
+        self._latest_state = None
+        self._latest_observation = None
+        self._latest_frames.clear()
+        self._clear_inbox()
+
+    def _on_robot_attributes(self, attributes: dict[str, str]) -> None:
+        self._update_active(attributes.get(ACTIVE_OPERATOR_ATTR) or None)
+
+    # -- receive: state ---------------------------------------------------------------------------
+    def _from_robot(self, sender: str, what: str) -> bool:
+        if sender and sender == self._robot_identity:
+            return True
+        self._metrics.drop('not-robot')
+        self._log_once(
+            f'not-robot-{what}-{sender}',
+            "[bad-payload] %s from '%s', which is not the robot (%s); dropped",
+            what,
+            sender,
+            self._robot_identity or 'no robot yet',
+        )
+        return False
+
+    def _on_state_packet(self, data: bytes, sender: str) -> None:
+        if not self._from_robot(sender, 'state'):
+            return
+        try:
+            ts, raw = self._state_codec.decode(data)
+        except PacketError as exc:
+            self._count_packet_error(exc, 'state', sender)
+            return
+        m = self._metrics
+        m.states_received += 1
+        m.state_jitter.update(ts, now_us())
+        state = State(typed_map(self.contract.state, raw), tuple(raw), ts, self._state_codec.names)
+        self._latest_state = state
+        self._emit(self._cb_state, state)
+        self._dispatch(self._sync.push_state(ts, state))
+
+    # -- receive: WebRTC video --------------------------------------------------------------------
+    def _on_track_subscribed(self, track, publication, participant) -> None:
+        if track.kind != rtc.TrackKind.KIND_VIDEO or track.name not in self._webrtc_names:
+            return
+        key = (participant.identity, track.sid)
+        if key in self._consumers:
+            return
+        self.log.info(
+            "[%s] subscribed to video track '%s' of '%s'", self.session, track.name, participant.identity
+        )
+        task = self._spawn(
+            self._consume_video(track, track.name, participant.identity), f'video-{track.name}'
+        )
+        self._consumers[key] = task
+        task.add_done_callback(lambda _t: self._consumers.pop(key, None))
+
+    async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
+        ring = _FrameRing(RECEIVE_RING)
+        processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
+        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24)
+        m = self._metrics
+        try:
+            async for event in stream:
+                if publisher != self._robot_identity:
+                    self._from_robot(publisher, f"video track '{name}'")
+                    continue
+                meta = event.metadata
+                if meta is None or not meta.HasField('user_timestamp'):
+                    m.drop('no-timestamp')
+                    self._log_once(
+                        f'no-ts-{name}',
+                        "[bad-payload] frame on track '%s' has no user_timestamp "
+                        'trailer; dropped (the publisher must enable it)',
+                        name,
+                    )
+                    continue
+                f = event.frame
+                frame = VideoFrame(f.width, f.height, f.data, meta.user_timestamp)
+                m.frame_received(name, frame.timestamp_us, now_us())
+                self._latest_frames[name] = frame
+                if not ring.put(frame):
+                    self._recv_overflow(name)
+        finally:
+            processor.cancel()
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+
+    def _recv_overflow(self, name: str) -> None:
+        self._metrics.drop('recv-overflow')
+        now = time.monotonic()
+        if now - self._overflow_logged_at.get(name, -1e9) >= _RECV_OVERFLOW_LOG_S:
+            self._overflow_logged_at[name] = now
+            self.log.warning(
+                "[recv-overflow] processing of track '%s' falls behind; dropped the oldest frame", name
+            )
+
+    async def _process_webrtc(self, name: str, ring: _FrameRing) -> None:
+        while True:
+            self._frame_ready(name, await ring.get())
+
+    def _frame_ready(self, name: str, frame: VideoFrame) -> None:
+        self._emit(self._cb_frames.get(name), name, frame)
+        self._dispatch(self._sync.push_frame(name, frame.timestamp_us, frame))
+
+    # -- receive: frame video ---------------------------------------------------------------------
+    def _on_frame_stream(self, payload: bytes, sender: str) -> None:
+        if not self._from_robot(sender, 'frame video'):
+            return
+        try:
+            head = parse_header(payload)
+        except FrameVideoError as exc:
+            self._count_packet_error(exc, 'frame video', sender)
+            return
+        spec = self.contract.video(head.name)
+        ring = self._frame_rings.get(head.name)
+        if spec is None or ring is None:
+            self._metrics.drop('unknown-track')
+            self._log_once(
+                f'unknown-track-{head.name}',
+                "[unknown-track] frame for undeclared track '%s' dropped",
+                head.name,
+            )
+            return
+        if head.codec is not spec.codec:
+            self._metrics.drop('codec-mismatch')
+            self._log_once(
+                f'codec-{head.name}',
+                "[codec-mismatch] track '%s' declared %s, frame is %s; dropped",
+                head.name,
+                spec.codec.name,
+                head.codec.name,
+            )
+            return
+        if not ring.put((head, payload)):
+            self._recv_overflow(head.name)
+
+    async def _process_frame_video(self, name: str, ring: _FrameRing) -> None:
+        """Decode one track's frames in arrival order (PNG/MJPEG off the event loop)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            head, payload = await ring.get()
+            body = memoryview(payload)[head.payload_offset :]
+            try:
+                if head.codec is VideoCodec.RAW or self._decoder is None:
+                    rgb = decode_payload(head.codec, body, head.width, head.height)
+                else:
+                    rgb = await loop.run_in_executor(
+                        self._decoder, decode_payload, head.codec, bytes(body), head.width, head.height
+                    )
+            except FrameVideoError as exc:
+                self._count_packet_error(exc, f"frame on track '{name}'", self._robot_identity or '')
+                continue
+            frame = VideoFrame(head.width, head.height, rgb, head.timestamp_us)
+            self._metrics.frame_received(name, frame.timestamp_us, now_us(), nbytes=len(payload))
+            self._latest_frames[name] = frame
+            self._frame_ready(name, frame)
+
+    # -- sync output ------------------------------------------------------------------------------
+    def _dispatch(self, out: SyncOutput) -> None:
+        if not out:
+            return
+        for o in out.observations:
+            obs = Observation(
+                o.state,
+                o.frames,
+                o.timestamp_us,
+                o.stale,
+                o.omitted,
+                o.match_delta_us,
+                received_ns=time.time_ns(),
+            )
+            self._latest_observation = obs
+            self._emit(self._cb_observation, obs)
+        if out.drops:
+            self._emit(self._cb_drop, [d.state for d in out.drops])
+
+    async def _stall_watch(self) -> None:
+        assert self.stall_policy is not None
+        period = min(self.stall_policy.max_lag_ms / 4000.0, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            self._dispatch(self._sync.poll())
+
+    # -- callbacks and getters --------------------------------------------------------------------
+    def on_state(self, cb: Callable[[State], Any]) -> None:
+        """Every decoded robot state, before it enters the sync buffer."""
+        self._cb_state = cb
+
+    def on_observation(self, cb: Callable[[Observation], Any]) -> None:
+        self._cb_observation = cb
+
+    def on_drop(self, cb: Callable[[list[State]], Any]) -> None:
+        """States that will never become observations, once per push that dropped any."""
+        self._cb_drop = cb
+
+    def on_video_frame(self, track: str, cb: Callable[[str, VideoFrame], Any]) -> None:
+        if self.contract.video(track) is None:
+            raise UnknownVideoTrack(f"video track '{track}' is not declared in the wire contract")
+        self._cb_frames[track] = cb
+
+    def get_state(self) -> Optional[State]:
+        return self._latest_state
+
+    def get_observation(self) -> Optional[Observation]:
+        return self._latest_observation
+
+    def get_video_frame(self, track: str) -> Optional[VideoFrame]:
+        return self._latest_frames.get(track)
+
+    def robot_identity(self) -> Optional[str]:
+        return self._robot_identity
+
+    def metrics(self):
+        sync = self._sync
+        return self._metrics.snapshot(
+            video_fill=sync.video_fill(), state_fill=sync.state_fill, stalled_tracks=sync.stalled_tracks()
+        )
+
+    def reset_metrics(self) -> None:
+        self._metrics.reset()
+        self._sync.stats = self._metrics.sync
+
+    # -- sending ----------------------------------------------------------------------------------
+    def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._in_loop_thread() or self._loop is None:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _echo_wanted(self) -> bool:
+        return (
+            self.contract.action_subscription and self._active is not None and self._active == self._identity
+        )
+
+    def send_action(
+        self,
+        values: Mapping[str, Any],
+        timestamp_us: Optional[int] = None,
+        in_reply_to_ts_us: Optional[int] = None,
+        *,
+        check_types: bool = True,
+    ) -> None:
+        """Queue an action; the robot executes it only if this operator is the active one.
+
+        Set ``in_reply_to_ts_us`` to the observation's ``timestamp_us`` the action answers, and
+        the robot measures true end-to-end policy latency.
+        """
+        codec = self._action_codec
+        if codec is None:
+            raise EmptySchema('the wire contract declares no action fields')
+        queue = self._action_queue
+        if queue is None:
+            raise NotConnected('operator is not connected')
+        if check_types:
+            check_value_types(self._action_fields, values)
+        ts = now_us() if timestamp_us is None else timestamp_us
+        with self._send_lock:
+            packet, saturated = codec.encode(values, ts, in_reply_to_ts_us or 0)
+        if saturated:
+            self._log_once(
+                f'sat-action-{saturated}',
+                '[saturated] action fields %s clipped to their dtype range',
+                saturated,
+                level=logging.INFO,
+            )
+        accepted, _ = queue.put(packet)
+        if not accepted:
+            self._metrics.drop('publish-full')
+            self._log_once(
+                'action-full', '[publish-full] action queue full (%d); packet dropped', DATA_QUEUE_CAPACITY
+            )
+            return
+        self._metrics.actions_sent += 1
+        if self._echo_wanted():
+            _, reply, raw = codec.decode(packet)
+            action = Action(
+                typed_map(self.contract.action, raw),
+                tuple(raw),
+                ts,
+                self._identity,
+                reply or None,
+                codec.names,
+            )
+            self._call_in_loop(self._deliver_action, action)
+
+    def send_action_chunk(
+        self,
+        name: str,
+        data: Mapping[str, Sequence[float]] | np.ndarray,
+        timestamp_us: Optional[int] = None,
+        in_reply_to_ts_us: Optional[int] = None,
+    ) -> None:
+        """Queue an action chunk: a dict of columns or a ``(rows, n_fields)`` array."""
+        codec = self._chunk_codec(name)
+        queue = self._chunk_queues.get(name)
+        if queue is None:
+            raise NotConnected('operator is not connected')
+        ts = now_us() if timestamp_us is None else timestamp_us
+        payload, _, saturated = codec.encode(data, ts, in_reply_to_ts_us or 0)
+        for row, field in saturated:
+            self._log_once(
+                f'sat-chunk-{name}-{row}-{field}',
+                "[saturated] chunk '%s' row %d field '%s' clipped",
+                name,
+                row,
+                field,
+                level=logging.INFO,
+            )
+        accepted, _ = queue.put(payload)
+        if not accepted:
+            self._metrics.drop('publish-full')
+            self._log_once(f'chunk-full-{name}', "[publish-full] chunk queue '%s' full; chunk dropped", name)
+            return
+        self._metrics.action_chunks_sent += 1
+        if self._echo_wanted():
+            record = self._chunk_record(codec, codec.decode(payload), self._identity)
+            self._call_in_loop(self._deliver_chunk, record)
+
+    # -- control plane ----------------------------------------------------------------------------
+    async def _resolve_robot(self) -> str:
+        for _ in range(_ROBOT_POLL_TRIES):
+            if self._robot_identity is None:
+                self._rebuild_rosters()
+            if self._robot_identity is not None:
+                return self._robot_identity
+            await asyncio.sleep(_ROBOT_POLL_S)
+        raise NoPeer('no robot in the room (no participant with lk.portal.role=robot)')
+
+    async def set_active_operator(self, identity: Optional[str]) -> None:
+        """Ask the robot to hand control to ``identity`` (None: nobody). RpcCallError if refused."""
+        self._require_room()
+        robot = await self._resolve_robot()
+        await self.perform_rpc(SET_ACTIVE_OPERATOR_RPC, identity or '', destination=robot)
+
+    async def claim_control(self) -> None:
+        """Make this operator the active one."""
+        await self.set_active_operator(self._identity)
+
+    async def release_control(self) -> bool:
+        """Give up control if this operator holds it; False if it did not."""
+        if self._active != self._identity:
+            return False
+        await self.set_active_operator(None)
+        return True
+
+    def _default_destination(self) -> str:
+        if self._robot_identity is not None:
+            return self._robot_identity
+        return super()._default_destination()

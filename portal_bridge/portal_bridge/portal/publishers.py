@@ -1,0 +1,116 @@
+"""Queue-backed publishers: synchronous, thread-safe sends drained by one asyncio task each.
+
+Sends never block the caller (a ROS callback, say) and never wait on the network: they encode,
+enqueue and return. One drainer task per queue publishes in order. Full queues drop and count:
+data packets and chunks drop the new packet (order matters for them, as in Portal), frame video
+drops the oldest queued frame (for video, the newest frame is the one worth sending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+import logging
+import threading
+from typing import Awaitable, Callable, Generic, Optional, TypeVar
+
+from livekit import rtc
+
+__all__ = ['SendQueue', 'Drainer', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY']
+
+_log = logging.getLogger('portal_bridge.portal.publish')
+T = TypeVar('T')
+
+DATA_QUEUE_CAPACITY = 1024  # about 10 s of 100 Hz state
+FRAME_QUEUE_CAPACITY = 60  # about 1 s at 60 fps
+
+
+class SendQueue(Generic[T]):
+    """A bounded FIFO that any thread may fill and one asyncio task drains."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, drop_oldest: bool) -> None:
+        self._loop = loop
+        self._capacity = capacity
+        self._drop_oldest = drop_oldest
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._event = asyncio.Event()
+        self._waiting = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> tuple[bool, Optional[T]]:
+        """Enqueue; return (accepted, evicted). Rejected items were not enqueued at all."""
+        evicted = None
+        with self._lock:
+            if self._closed:
+                return False, None
+            if len(self._items) >= self._capacity:
+                if not self._drop_oldest:
+                    return False, None
+                evicted = self._items.popleft()
+            self._items.append(item)
+            wake = self._waiting
+        if wake:
+            self._loop.call_soon_threadsafe(self._event.set)
+        return True, evicted
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._items.clear()
+
+    async def get(self) -> T:
+        while True:
+            with self._lock:
+                if self._items:
+                    self._waiting = False
+                    return self._items.popleft()
+                self._event.clear()
+                self._waiting = True
+            await self._event.wait()
+
+
+class Drainer(Generic[T]):
+    """Runs ``send(item)`` for every queued item, in order, logging failures ([publish-failed])."""
+
+    def __init__(self, name: str, queue: SendQueue[T], send: Callable[[T], Awaitable[None]]) -> None:
+        self.name = name
+        self.queue = queue
+        self._send = send
+        self.failures = 0
+        self._task: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f'drain-{self.name}')
+
+    async def _run(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                await self._send(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed publish must not stop later ones
+                self.failures += 1
+                if self.failures == 1 or self.failures % 100 == 0:
+                    _log.warning('[publish-failed] %s: %s (%d failures)', self.name, exc, self.failures)
+
+    async def stop(self) -> None:
+        self.queue.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+
+async def send_stream(lp: rtc.LocalParticipant, topic: str, name: str, payload: bytes) -> None:
+    """Send one payload as one byte stream (the SDK splits it into 15 000-byte chunks)."""
+    writer = await lp.stream_bytes(name=name, topic=topic, total_size=len(payload))
+    await writer.write(payload)
+    await writer.aclose()

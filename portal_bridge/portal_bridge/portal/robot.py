@@ -1,0 +1,393 @@
+"""The Robot role: publishes cameras and state, accepts actions only from the active operator.
+
+The robot owns the active-operator pointer. It mirrors it in its ``lk.portal.active_operator``
+attribute and serves ``portal.set_active_operator``. Unlike livekit-portal, that RPC can be
+guarded by an :class:`AccessPolicy` (allow-list of operators, supervisors); with the default
+policy anyone in the room may set it, as in Portal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import logging
+from numbers import Integral, Real
+import threading
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from livekit import rtc
+import numpy as np
+
+from .action_inbox import ActionInbox
+from .dtypes import DType
+from .errors import (
+    SET_ACTIVE_OPERATOR_NOT_CONNECTED,
+    SET_ACTIVE_OPERATOR_REFUSED,
+    SET_ACTIVE_OPERATOR_WRITE_FAILED,
+    CodecError,
+    DtypeMismatch,
+    EmptySchema,
+    InvalidFrameDimensions,
+    NotConnected,
+    RoomError,
+    UnknownVideoTrack,
+    WrongFrameSize,
+)
+from .frame_video import FrameVideoError, encode_frame
+from .frames import FrameBuffer
+from .packets import StateCodec
+from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, Drainer, SendQueue, send_stream
+from .schema import FieldSpec
+from .session import (
+    SET_ACTIVE_OPERATOR_RPC,
+    TOPIC_ACTION,
+    TOPIC_ACTION_CHUNK,
+    TOPIC_FRAME_VIDEO,
+    TOPIC_STATE,
+    PortalSession,
+    RpcHandler,
+    now_us,
+)
+from .tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from .wire_contract import VideoCodec
+
+__all__ = ['AccessPolicy', 'Robot', 'check_value_types']
+
+_RTC_CODECS = {
+    VideoCodec.H264: rtc.VideoCodec.H264,
+    VideoCodec.VP8: rtc.VideoCodec.VP8,
+    VideoCodec.VP9: rtc.VideoCodec.VP9,
+    VideoCodec.AV1: rtc.VideoCodec.AV1,
+    VideoCodec.H265: rtc.VideoCodec.H265,
+}
+_log = logging.getLogger('portal_bridge.portal.robot')
+
+
+def check_value_types(fields: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> None:
+    """Portal's send-side dtype check: BOOL takes bools, integers take integers, floats take reals.
+
+    Unknown names are not checked here (the encoder ignores and logs them once).
+    """
+    for name, value in values.items():
+        spec = fields.get(name)
+        if spec is None:
+            continue
+        is_bool = isinstance(value, (bool, np.bool_))
+        if spec.dtype is DType.BOOL:
+            ok = is_bool
+        elif spec.dtype.is_integer:
+            ok = isinstance(value, Integral) and not is_bool
+        else:
+            ok = isinstance(value, Real) and not is_bool
+        if not ok:
+            raise DtypeMismatch(
+                f"field '{name}' declared as {spec.dtype.name} but sent as {type(value).__name__}"
+            )
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may change the active operator through ``portal.set_active_operator``.
+
+    With both sets empty anyone may set any identity (livekit-portal's behaviour). Otherwise:
+
+    * a non-empty target must be in ``allowed_operators`` (when that set is not empty);
+    * supervisors may assign or clear control without being allowed to drive themselves;
+    * an allowed operator may claim control for itself, and the active operator may hand off
+      or release; nobody else may change the pointer.
+    """
+
+    allowed_operators: frozenset[str] = frozenset()
+    supervisors: frozenset[str] = frozenset()
+
+    @property
+    def open(self) -> bool:
+        return not self.allowed_operators and not self.supervisors
+
+    def may_drive(self, identity: Optional[str]) -> bool:
+        return identity is None or not self.allowed_operators or identity in self.allowed_operators
+
+    def check(self, caller: str, requested: Optional[str], current: Optional[str]) -> Optional[str]:
+        """Return why ``caller`` may not set the pointer to ``requested``, or None if it may."""
+        if self.open:
+            return None
+        if not self.may_drive(requested):
+            return f"'{requested}' is not in allowed_operators"
+        if caller in self.supervisors:
+            return None
+        if self.allowed_operators and caller not in self.allowed_operators:
+            return f"'{caller}' is neither an allowed operator nor a supervisor"
+        if not self.allowed_operators and requested not in (None, caller):
+            return f"'{caller}' is not a supervisor and may only claim control for itself"
+        if requested == caller or current == caller:
+            return None
+        if requested is None:
+            return f"only the active operator ('{current}') or a supervisor may release control"
+        return f"only the active operator ('{current}') or a supervisor may hand control to '{requested}'"
+
+
+class Robot(ActionInbox, PortalSession):
+    """A Portal robot: ``send_video_frame``/``send_state`` out, gated actions and chunks in."""
+
+    role = 'robot'
+
+    def __init__(self, contract, *, access: Optional[AccessPolicy] = None, **kwargs: Any) -> None:
+        super().__init__(contract, **kwargs)
+        self.access = access or AccessPolicy()
+        c = self.contract
+        self._init_inbox()
+        self._state_codec = StateCodec(c.state) if c.state else None
+        self._state_fields = {f.name: f for f in c.state}
+        self._sources: dict[str, rtc.VideoSource] = {}
+        self._state_queue: Optional[SendQueue[bytes]] = None
+        self._frame_queues: dict[str, SendQueue[bytes]] = {}
+        self._drainers: list[Drainer] = []
+        self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
+        self._send_lock = threading.Lock()
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _builtin_rpc(self) -> dict[str, RpcHandler]:
+        return {SET_ACTIVE_OPERATOR_RPC: self._rpc_set_active_operator}
+
+    def _data_handlers(self):
+        handlers = super()._data_handlers()
+        handlers[TOPIC_ACTION] = self._on_action_packet
+        return handlers
+
+    def _stream_handlers(self):
+        return {TOPIC_ACTION_CHUNK: self._on_chunk_stream}
+
+    def _own_attributes(self) -> dict[str, str]:
+        return {ROLE_ATTR: self.role, ACTIVE_OPERATOR_ATTR: self._active or ''}
+
+    async def _setup_role(self, room: rtc.Room) -> None:
+        lp = room.local_participant
+        kept = self._active  # kept across an automatic reconnect
+        if kept is None:
+            seed = lp.attributes.get(ACTIVE_OPERATOR_ATTR) or None
+            if seed is not None and not self.access.may_drive(seed):
+                self.log.warning(
+                    "[%s] token seeds active operator '%s', which is not allowed; ignored", self.session, seed
+                )
+                seed = None
+            self._update_active(seed)
+        elif lp.attributes.get(ACTIVE_OPERATOR_ATTR, '') != kept:
+            await lp.set_attributes({ACTIVE_OPERATOR_ATTR: kept})
+        for spec in self.contract.webrtc_videos:
+            source = rtc.VideoSource(640, 480)
+            track = rtc.LocalVideoTrack.create_video_track(spec.name, source)
+            options = rtc.TrackPublishOptions(
+                video_codec=_RTC_CODECS[spec.codec],
+                simulcast=False,
+                video_encoding=rtc.VideoEncoding(
+                    max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps
+                ),
+                frame_metadata_features=[rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP],
+            )
+            try:
+                await lp.publish_track(track, options)
+            except Exception as exc:
+                raise RoomError(f"could not publish video track '{spec.name}': {exc}") from exc
+            self._sources[spec.name] = source
+            self.log.info("[%s] published video track '%s' (%s)", self.session, spec.name, spec.codec.name)
+        loop = self._loop
+        assert loop is not None
+        for spec in self.contract.frame_videos:
+            queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
+            self._frame_queues[spec.name] = queue
+            self._start_drainer(
+                f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name)
+            )
+        if self._state_codec is not None:
+            self._state_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
+            reliable = self.contract.state_reliable
+            self._start_drainer('state', self._state_queue, self._data_sender(TOPIC_STATE, reliable))
+            self.log.info(
+                '[%s] ready to publish state via %s data (%d fields)',
+                self.session,
+                'reliable' if reliable else 'unreliable',
+                len(self.contract.state),
+            )
+
+    def _start_drainer(self, name, queue, send) -> None:
+        drainer = Drainer(name, queue, send)
+        drainer.start()
+        self._drainers.append(drainer)
+
+    def _data_sender(self, topic: str, reliable: bool):
+        async def send(payload: bytes) -> None:
+            room = self._room
+            if room is not None:
+                await room.local_participant.publish_data(payload, reliable=reliable, topic=topic)
+
+        return send
+
+    def _stream_sender(self, topic: str, name: str):
+        async def send(payload: bytes) -> None:
+            room = self._room
+            if room is not None:
+                await send_stream(room.local_participant, topic, name, payload)
+                if topic == TOPIC_FRAME_VIDEO:
+                    self._metrics.frames_sent[name] += 1
+                    self._metrics.bytes_sent[name] += len(payload)
+
+        return send
+
+    async def _teardown_role(self) -> None:
+        for drainer in self._drainers:
+            await drainer.stop()
+        self._drainers.clear()
+        self._state_queue = None
+        self._frame_queues.clear()
+        sources, self._sources = self._sources, {}
+        for source in sources.values():
+            try:
+                await source.aclose()
+            except Exception:
+                pass
+        if self._state_codec is not None:
+            self._state_codec.reset()
+
+    def _clear_received(self) -> None:
+        self._clear_inbox()
+
+    # -- publishing -------------------------------------------------------------------------------
+    def send_state(
+        self, values: Mapping[str, Any], timestamp_us: Optional[int] = None, *, check_types: bool = True
+    ) -> None:
+        """Queue a state packet (carry-forward of omitted fields); safe from any thread.
+
+        ``check_types`` applies Portal's dtype check; pass False to send plain floats (for example
+        from a ROS message) and let the encoder narrow them.
+        """
+        if self._state_codec is None:
+            raise EmptySchema('the wire contract declares no state fields')
+        queue = self._state_queue
+        if queue is None:
+            raise NotConnected('robot is not connected')
+        if check_types:
+            check_value_types(self._state_fields, values)
+        ts = now_us() if timestamp_us is None else timestamp_us
+        with self._send_lock:
+            packet, saturated = self._state_codec.encode(values, ts)
+        if saturated:
+            self._log_once(
+                f'sat-state-{saturated}',
+                '[saturated] state fields %s clipped to their dtype range',
+                saturated,
+                level=logging.INFO,
+            )
+        accepted, _ = queue.put(packet)
+        if accepted:
+            self._metrics.states_sent += 1
+        else:
+            self._metrics.drop('publish-full')
+            self._log_once(
+                'state-full', '[publish-full] state queue full (%d); packet dropped', DATA_QUEUE_CAPACITY
+            )
+
+    def send_video_frame(
+        self,
+        track: str,
+        frame: FrameBuffer,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        timestamp_us: Optional[int] = None,
+    ) -> None:
+        """Send one packed-RGB24 frame (an ``(H, W, 3)`` uint8 array, or bytes with W and H)."""
+        spec = self.contract.video(track)
+        if spec is None:
+            raise UnknownVideoTrack(f"video track '{track}' is not declared in the wire contract")
+        if isinstance(frame, np.ndarray):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise WrongFrameSize(f'expected an (H, W, 3) uint8 array, got {frame.shape} {frame.dtype}')
+            h, w = frame.shape[:2]
+            if (width is not None and width != w) or (height is not None and height != h):
+                raise WrongFrameSize(f'array is {w}x{h} but width/height say {width}x{height}')
+            width, height = w, h
+            data = memoryview(np.ascontiguousarray(frame)).cast('B')
+        else:
+            if width is None or height is None:
+                raise ValueError('width and height are required for a bytes frame')
+            data = frame
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        ts = now_us() if timestamp_us is None else timestamp_us
+        if spec.codec.is_webrtc:
+            source = self._sources.get(track)
+            if source is None:
+                raise NotConnected('robot is not connected')
+            if width % 2 or height % 2:
+                raise InvalidFrameDimensions(f'WebRTC frames need even dimensions, got {width}x{height}')
+            if size != width * height * 3:
+                raise WrongFrameSize(
+                    f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}'
+                )
+            if isinstance(data, memoryview) and data.readonly:
+                data = bytes(data)
+            source.capture_frame(
+                rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data),
+                metadata=rtc.FrameMetadata(user_timestamp=ts),
+            )
+            self._metrics.frames_sent[track] += 1
+            return
+        queue = self._frame_queues.get(track)
+        if queue is None:
+            raise NotConnected('robot is not connected')
+        try:
+            payload = encode_frame(track, spec.codec, data, width, height, ts, spec.quality)
+        except FrameVideoError as exc:
+            raise CodecError(str(exc)) from None
+        _, evicted = queue.put(payload)
+        if evicted is not None:
+            self._metrics.frames_dropped_publisher_full[track] += 1
+            self._log_once(
+                f'frame-full-{track}',
+                "[publish-full] frame-video queue of '%s' full (%d); dropping the oldest queued frame",
+                track,
+                FRAME_QUEUE_CAPACITY,
+            )
+
+    # -- receiving --------------------------------------------------------------------------------
+    def on_set_active_operator_refused(self, cb: Callable[[str, Optional[str], str], Any]) -> None:
+        """Called with (caller, requested, reason) when the access policy refuses a handoff."""
+        self._cb_refused = cb
+
+    # -- control plane ----------------------------------------------------------------------------
+    async def set_active_operator(self, identity: Optional[str]) -> None:
+        """Point the gate at ``identity`` (None: nobody drives). The robot app is trusted here."""
+        room = self._require_room()
+        identity = identity or None
+        await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: identity or ''})
+        self._update_active(identity)
+
+    async def _rpc_set_active_operator(self, data: rtc.RpcInvocationData) -> str:
+        requested = data.payload or None
+        caller = data.caller_identity
+        room = self._room
+        if room is None:
+            raise rtc.RpcError(SET_ACTIVE_OPERATOR_NOT_CONNECTED, 'robot not connected')
+        reason = self.access.check(caller, requested, self._active)
+        if reason is not None:
+            self._metrics.drop('handoff-refused')
+            self.log.warning(
+                "[%s] refused set_active_operator('%s') from '%s': %s",
+                self.session,
+                requested or '',
+                caller,
+                reason,
+            )
+            self._emit(self._cb_refused, caller, requested, reason)
+            raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
+        try:
+            await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: requested or ''})
+        except Exception as exc:
+            raise rtc.RpcError(SET_ACTIVE_OPERATOR_WRITE_FAILED, f'set_attributes failed: {exc}') from exc
+        self._update_active(requested)
+        return ''
+
+    def _default_destination(self) -> str:
+        if self._active is not None:
+            return self._active
+        return super()._default_destination()
+
+    def chunk_names(self) -> Sequence[str]:
+        return [c.name for c in self.contract.action_chunks]
