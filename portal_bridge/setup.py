@@ -26,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'contract = portal_bridge.contract:main',
+            'token = portal_bridge.token:main',
         ],
     },
 )

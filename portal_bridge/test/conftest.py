@@ -5,8 +5,12 @@ test in this suite must run in CI, so a skip would hide a missing capability.
 """
 
 import os
+from pathlib import Path
+import sys
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -21,3 +25,21 @@ def pytest_runtest_makereport(item, call):
         report.outcome = 'failed'
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f'test was skipped, which this suite does not allow: {reason}'
+
+
+@pytest.fixture(scope='session')
+def livekit_server():
+    """One real livekit-server (dev mode, loopback, free ports) for the whole run."""
+    from support.livekit_server import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def room_name(request):
+    """A fresh room per test, so tests never see each other's participants."""
+    import uuid
+
+    return f'{request.node.name[:40]}-{uuid.uuid4().hex[:8]}'

@@ -17,6 +17,8 @@ from .session import now_us
 
 __all__ = ['ActionInbox']
 
+_CHUNK_STREAM_LIMIT = 16 * 1024 * 1024
+
 
 class ActionInbox:
     """Mixin for :class:`~portal_bridge.portal.session.PortalSession` roles that take actions."""
@@ -131,5 +133,7 @@ class ActionInbox:
         from .session import TOPIC_ACTION_CHUNK
 
         if topic == TOPIC_ACTION_CHUNK:
-            return max((codec.size for codec in self._chunk_codecs.values()), default=20)
+            # Bounds memory against floods while leaving room to read, and report, a chunk of a
+            # foreign schema (unknown-chunk) instead of just an oversized stream.
+            return max([_CHUNK_STREAM_LIMIT, *(codec.size for codec in self._chunk_codecs.values())])
         return super()._stream_size_limit(topic)

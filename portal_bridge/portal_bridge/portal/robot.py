@@ -8,6 +8,7 @@ policy anyone in the room may set it, as in Portal.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 import logging
 from numbers import Integral, Real
@@ -143,6 +144,7 @@ class Robot(ActionInbox, PortalSession):
         self._drainers: list[Drainer] = []
         self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
         self._send_lock = threading.Lock()
+        self._pointer_lock = asyncio.Lock()
 
     # -- setup ------------------------------------------------------------------------------------
     def _builtin_rpc(self) -> dict[str, RpcHandler]:
@@ -354,34 +356,41 @@ class Robot(ActionInbox, PortalSession):
     # -- control plane ----------------------------------------------------------------------------
     async def set_active_operator(self, identity: Optional[str]) -> None:
         """Point the gate at ``identity`` (None: nobody drives). The robot app is trusted here."""
-        room = self._require_room()
-        identity = identity or None
-        await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: identity or ''})
-        self._update_active(identity)
+        self._require_room()
+        await self._write_active(identity or None)
+
+    async def _write_active(self, identity: Optional[str]) -> None:
+        # Writes are serialised so the attribute the room sees last and the pointer the gate uses
+        # are always the same value, however many handoff requests race.
+        async with self._pointer_lock:
+            room = self._require_room()
+            await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: identity or ''})
+            self._update_active(identity)
 
     async def _rpc_set_active_operator(self, data: rtc.RpcInvocationData) -> str:
         requested = data.payload or None
         caller = data.caller_identity
-        room = self._room
-        if room is None:
-            raise rtc.RpcError(SET_ACTIVE_OPERATOR_NOT_CONNECTED, 'robot not connected')
-        reason = self.access.check(caller, requested, self._active)
-        if reason is not None:
-            self._metrics.drop('handoff-refused')
-            self.log.warning(
-                "[%s] refused set_active_operator('%s') from '%s': %s",
-                self.session,
-                requested or '',
-                caller,
-                reason,
-            )
-            self._emit(self._cb_refused, caller, requested, reason)
-            raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
-        try:
-            await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: requested or ''})
-        except Exception as exc:
-            raise rtc.RpcError(SET_ACTIVE_OPERATOR_WRITE_FAILED, f'set_attributes failed: {exc}') from exc
-        self._update_active(requested)
+        async with self._pointer_lock:  # check and write against the same, current pointer
+            room = self._room
+            if room is None:
+                raise rtc.RpcError(SET_ACTIVE_OPERATOR_NOT_CONNECTED, 'robot not connected')
+            reason = self.access.check(caller, requested, self._active)
+            if reason is not None:
+                self._metrics.drop('handoff-refused')
+                self.log.warning(
+                    "[%s] refused set_active_operator('%s') from '%s': %s",
+                    self.session,
+                    requested or '',
+                    caller,
+                    reason,
+                )
+                self._emit(self._cb_refused, caller, requested, reason)
+                raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
+            try:
+                await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: requested or ''})
+            except Exception as exc:
+                raise rtc.RpcError(SET_ACTIVE_OPERATOR_WRITE_FAILED, f'set_attributes failed: {exc}') from exc
+            self._update_active(requested)
         return ''
 
     def _default_destination(self) -> str:

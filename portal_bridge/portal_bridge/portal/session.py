@@ -71,6 +71,23 @@ RpcInvocation = rtc.RpcInvocationData
 RpcHandler = Callable[[rtc.RpcInvocationData], Union[str, None, Awaitable[Optional[str]]]]
 
 
+class _Room(rtc.Room):
+    """``rtc.Room`` that remembers the sender identity of the data packet being dispatched.
+
+    The SDK's ``DataPacket`` names its sender only through the participant object, which is None
+    when a packet overtakes the participant's join (an operator that rejoins and sends at once).
+    The identity the SFU stamped on the packet is still in the FFI event; keep it for the
+    synchronous ``data_received`` dispatch that follows.
+    """
+
+    data_sender: str = ''
+
+    def _on_room_event(self, event: Any) -> None:
+        if event.WhichOneof('message') == 'data_packet_received':
+            self.data_sender = event.data_packet_received.participant_identity
+        super()._on_room_event(event)
+
+
 def now_us() -> int:
     """Wall-clock microseconds since the Unix epoch (Portal's timestamp clock)."""
     return time.time_ns() // 1000
@@ -220,7 +237,7 @@ class PortalSession:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        room = rtc.Room(loop=loop)
+        room = _Room(loop=loop)
         self._install_handlers(room)
         self._prepare_receive()
         options = rtc.RoomOptions(auto_subscribe=True)
@@ -299,7 +316,7 @@ class PortalSession:
         room.on('participant_connected', self._on_participant_connected)
         room.on('participant_disconnected', self._on_participant_disconnected)
         room.on('participant_attributes_changed', self._on_attributes_changed)
-        room.on('data_received', self._on_data_received)
+        room.on('data_received', lambda packet: self._on_data_received(room, packet))
         # Connection events are tied to their room: a closed room's late event must not act on its successor.
         room.on('reconnecting', lambda *_: room is self._room and self._on_reconnecting())
         room.on('reconnected', lambda *_: room is self._room and self._on_reconnected())
@@ -417,11 +434,11 @@ class PortalSession:
     def _stream_handlers(self) -> dict[str, Callable[[bytes, str], Any]]:
         return {}
 
-    def _on_data_received(self, packet: rtc.DataPacket) -> None:
+    def _on_data_received(self, room: _Room, packet: rtc.DataPacket) -> None:
         handler = self._data_handlers().get(packet.topic or '')
         if handler is None:
             return
-        sender = packet.participant.identity if packet.participant is not None else ''
+        sender = packet.participant.identity if packet.participant is not None else room.data_sender
         try:
             handler(packet.data, sender)
         except Exception:  # never let one packet take the session down
