@@ -27,6 +27,8 @@ setup(
         'console_scripts': [
             'contract = portal_bridge.contract:main',
             'token = portal_bridge.token:main',
+            'robot_bridge = portal_bridge.robot_bridge:main',
+            'operator_bridge = portal_bridge.operator_bridge:main',
         ],
     },
 )

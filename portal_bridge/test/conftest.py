@@ -17,11 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if (
-        os.environ.get('PORTAL_BRIDGE_FORBID_SKIPS') == '1'
-        and report.skipped
-        and not hasattr(report, 'wasxfail')
-    ):
+    if os.environ.get('PORTAL_BRIDGE_FORBID_SKIPS') == '1' and report.skipped and not hasattr(report, 'wasxfail'):
         report.outcome = 'failed'
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f'test was skipped, which this suite does not allow: {reason}'
@@ -43,3 +39,13 @@ def room_name(request):
     import uuid
 
     return f'{request.node.name[:40]}-{uuid.uuid4().hex[:8]}'
+
+
+@pytest.fixture
+def world(livekit_server, room_name, tmp_path):
+    """Robot side and operator side on two ROS domains, joined only by a LiveKit room."""
+    from support.ros_world import BridgeWorld
+
+    w = BridgeWorld(livekit_server, room_name, tmp_path)
+    yield w
+    w.close()

@@ -39,9 +39,7 @@ def test_header_layout():
     assert len(payload) == 16 + 5 + 6
 
 
-@pytest.mark.parametrize(
-    ('w', 'h'), [(64, 48), (8, 8), (15, 9), (1, 1), (2, 2), (2048, 8), (8, 2048), (160, 120)]
-)
+@pytest.mark.parametrize(('w', 'h'), [(64, 48), (8, 8), (15, 9), (1, 1), (2, 2), (2048, 8), (8, 2048), (160, 120)])
 @pytest.mark.parametrize('codec', [VideoCodec.RAW, VideoCodec.PNG])
 def test_lossless_codecs_are_exact(codec, w, h):
     img = noise(w, h)

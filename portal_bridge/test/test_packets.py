@@ -242,8 +242,7 @@ def test_chunk_decode_rejects_wrong_fingerprint_and_length():
 def test_chunk_round_trip(fields, horizon, data):
     spec = ChunkSpec('chunk', horizon, tuple(F(n, d) for n, d in fields))
     columns = {
-        f.name: data.draw(st.lists(st.floats(-1e3, 1e3), min_size=horizon, max_size=horizon))
-        for f in spec.fields
+        f.name: data.draw(st.lists(st.floats(-1e3, 1e3), min_size=horizon, max_size=horizon)) for f in spec.fields
     }
     codec = ChunkCodec(spec)
     payload, typed, _ = codec.encode(columns, 1, 2)

@@ -62,10 +62,7 @@ async def test_handoff_between_two_operators(livekit_server, room_name):
         a.send_action({'j': 1.0})
         b.send_action({'j': 2.0})
         await wait_for(
-            lambda: (
-                robot.metrics().transport.actions_received == 1
-                and robot.metrics().transport.dropped.get('gate')
-            )
+            lambda: robot.metrics().transport.actions_received == 1 and robot.metrics().transport.dropped.get('gate')
         )
         await a.set_active_operator('bob')  # alice hands off
         await wait_for(lambda: robot.active_operator() == 'bob' and a.active_operator() == 'bob')

@@ -203,9 +203,7 @@ async def test_odd_sizes_and_publisher_burst(livekit_server, room_name):
         m = robot.metrics().transport
         assert m.frames_dropped_publisher_full['cam'] > 0
         await wait_for(
-            lambda: (
-                robot.metrics().transport.frames_sent['cam'] + m.frames_dropped_publisher_full['cam'] == 201
-            ),
+            lambda: robot.metrics().transport.frames_sent['cam'] + m.frames_dropped_publisher_full['cam'] == 201,
             timeout=30,
         )
 
@@ -298,9 +296,7 @@ async def test_non_robot_cannot_inject_state_or_frames(livekit_server, room_name
         rogue = await peers.raw('rogue', role='operator')
         codec = StateCodec(c.state)
         for _ in range(10):
-            await rogue.local_participant.publish_data(
-                codec.encode({'j': 666.0}, now_us())[0], topic=TOPIC_STATE
-            )
+            await rogue.local_participant.publish_data(codec.encode({'j': 666.0}, now_us())[0], topic=TOPIC_STATE)
         await wait_for(lambda: op.metrics().transport.dropped.get('not-robot', 0) >= 10)
         assert op.get_state() is None
         robot.send_state({'j': 1.0})

@@ -454,9 +454,7 @@ def test_invariants_on_random_streams(stream, slack, tolerance, reuse):
         assert set(o.frames) == set(tracks)
         if not reuse:
             assert all(abs(o.timestamp_us - f) < r for f in o.frame_timestamps_us.values())
-        assert o.match_delta_us == max(
-            [abs(o.timestamp_us - f) for f in o.frame_timestamps_us.values()] or [0]
-        )
+        assert o.match_delta_us == max([abs(o.timestamp_us - f) for f in o.frame_timestamps_us.values()] or [0])
     # every pushed state is emitted, dropped or still buffered, exactly once
     accounted = sorted([o.timestamp_us for o in emitted] + [d.timestamp_us for d in dropped])
     pending = [ts for ts, _ in sb._states]

@@ -14,9 +14,7 @@ from portal_bridge.portal.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 def run_token(*args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith('LIVEKIT_')}
     env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, '-m', 'portal_bridge.token', *args], capture_output=True, text=True, env=env
-    )
+    return subprocess.run([sys.executable, '-m', 'portal_bridge.token', *args], capture_output=True, text=True, env=env)
 
 
 def test_token_has_portal_grants():

@@ -26,9 +26,7 @@ class ActionInbox:
     def _init_inbox(self) -> None:
         c = self.contract
         self._action_codec = ActionCodec(c.action) if c.action else None
-        self._chunk_codecs = {
-            codec.fingerprint: codec for codec in (ChunkCodec(ch) for ch in c.action_chunks)
-        }
+        self._chunk_codecs = {codec.fingerprint: codec for codec in (ChunkCodec(ch) for ch in c.action_chunks)}
         self._chunk_by_name = {codec.spec.name: codec for codec in self._chunk_codecs.values()}
         self._latest_action: Optional[Action] = None
         self._latest_chunks: dict[str, ActionChunk] = {}
@@ -94,9 +92,7 @@ class ActionInbox:
         m.action_jitter.update(ts, now)
         m.correlation(reply, now)
         names = self._action_codec.names
-        self._deliver_action(
-            Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names)
-        )
+        self._deliver_action(Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names))
 
     def _on_chunk_stream(self, payload: bytes, sender: str) -> None:
         if not self._inbox_enabled() or not self._gate(sender):  # gated at completion time

@@ -26,6 +26,7 @@ __all__ = [
     'FrameVideoError',
     'FrameHeader',
     'encode_frame',
+    'frame_header',
     'parse_header',
     'decode_payload',
     'encode_payload',
@@ -74,6 +75,20 @@ def encode_payload(codec: VideoCodec, rgb: FrameBuffer, width: int, height: int,
     return out.getvalue()
 
 
+def frame_header(name: str, codec: VideoCodec, width: int, height: int, timestamp_us: int) -> bytes:
+    """The header (with name) that precedes a frame's codec payload; FrameVideoError('codec') if invalid."""
+    if width > _MAX_DIM or height > _MAX_DIM:
+        raise FrameVideoError('codec', f'frame {width}x{height} exceeds u16 max dimension {_MAX_DIM}')
+    if width <= 0 or height <= 0:
+        raise FrameVideoError('codec', f'frame dimensions must be positive, got {width}x{height}')
+    raw_name = name.encode('utf-8')
+    if len(raw_name) > MAX_TRACK_NAME_BYTES:
+        raise FrameVideoError('codec', f'track name too long ({len(raw_name)} > {MAX_TRACK_NAME_BYTES} bytes)')
+    return (
+        _HEADER.pack(FRAME_VIDEO_VERSION, codec.frame_codec_id, width, height, timestamp_us, len(raw_name)) + raw_name
+    )
+
+
 def encode_frame(
     name: str,
     codec: VideoCodec,
@@ -90,25 +105,19 @@ def encode_frame(
         raise FrameVideoError('codec', f'frame dimensions must be positive, got {width}x{height}')
     raw_name = name.encode('utf-8')
     if len(raw_name) > MAX_TRACK_NAME_BYTES:
-        raise FrameVideoError(
-            'codec', f'track name too long ({len(raw_name)} > {MAX_TRACK_NAME_BYTES} bytes)'
-        )
+        raise FrameVideoError('codec', f'track name too long ({len(raw_name)} > {MAX_TRACK_NAME_BYTES} bytes)')
     try:
         rgb_view(rgb, width, height)
     except ValueError as exc:
         raise FrameVideoError('codec', str(exc)) from None
-    header = _HEADER.pack(
-        FRAME_VIDEO_VERSION, codec.frame_codec_id, width, height, timestamp_us, len(raw_name)
-    )
+    header = _HEADER.pack(FRAME_VIDEO_VERSION, codec.frame_codec_id, width, height, timestamp_us, len(raw_name))
     return header + raw_name + encode_payload(codec, rgb, width, height, quality)
 
 
 def parse_header(payload: bytes) -> FrameHeader:
     """Parse and check the header; FrameVideoError('bad-payload') on anything malformed."""
     if len(payload) < _HEADER.size:
-        raise FrameVideoError(
-            'bad-payload', f'frame-video payload of {len(payload)} bytes is shorter than its header'
-        )
+        raise FrameVideoError('bad-payload', f'frame-video payload of {len(payload)} bytes is shorter than its header')
     version, codec_id, width, height, ts, name_len = _HEADER.unpack_from(payload)
     if version != FRAME_VIDEO_VERSION:
         raise FrameVideoError('bad-payload', f'unsupported frame-video version {version}')

@@ -150,9 +150,7 @@ class Operator(ActionInbox, PortalSession):
 
             async def send_action(payload: bytes) -> None:
                 if self._room is not None:
-                    await self._room.local_participant.publish_data(
-                        payload, reliable=reliable, topic=TOPIC_ACTION
-                    )
+                    await self._room.local_participant.publish_data(payload, reliable=reliable, topic=TOPIC_ACTION)
 
             self._start_drainer('action', self._action_queue, send_action)
         for name in self._chunk_by_name:
@@ -241,12 +239,8 @@ class Operator(ActionInbox, PortalSession):
         key = (participant.identity, track.sid)
         if key in self._consumers:
             return
-        self.log.info(
-            "[%s] subscribed to video track '%s' of '%s'", self.session, track.name, participant.identity
-        )
-        task = self._spawn(
-            self._consume_video(track, track.name, participant.identity), f'video-{track.name}'
-        )
+        self.log.info("[%s] subscribed to video track '%s' of '%s'", self.session, track.name, participant.identity)
+        task = self._spawn(self._consume_video(track, track.name, participant.identity), f'video-{track.name}')
         self._consumers[key] = task
         task.add_done_callback(lambda _t: self._consumers.pop(key, None))
 
@@ -288,9 +282,7 @@ class Operator(ActionInbox, PortalSession):
         now = time.monotonic()
         if now - self._overflow_logged_at.get(name, -1e9) >= _RECV_OVERFLOW_LOG_S:
             self._overflow_logged_at[name] = now
-            self.log.warning(
-                "[recv-overflow] processing of track '%s' falls behind; dropped the oldest frame", name
-            )
+            self.log.warning("[recv-overflow] processing of track '%s' falls behind; dropped the oldest frame", name)
 
     async def _process_webrtc(self, name: str, ring: _FrameRing) -> None:
         while True:
@@ -426,9 +418,7 @@ class Operator(ActionInbox, PortalSession):
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _echo_wanted(self) -> bool:
-        return (
-            self.contract.action_subscription and self._active is not None and self._active == self._identity
-        )
+        return self.contract.action_subscription and self._active is not None and self._active == self._identity
 
     def send_action(
         self,
@@ -464,9 +454,7 @@ class Operator(ActionInbox, PortalSession):
         accepted, _ = queue.put(packet)
         if not accepted:
             self._metrics.drop('publish-full')
-            self._log_once(
-                'action-full', '[publish-full] action queue full (%d); packet dropped', DATA_QUEUE_CAPACITY
-            )
+            self._log_once('action-full', '[publish-full] action queue full (%d); packet dropped', DATA_QUEUE_CAPACITY)
             return
         self._metrics.actions_sent += 1
         if self._echo_wanted():

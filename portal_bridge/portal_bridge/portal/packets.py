@@ -253,9 +253,7 @@ class ChunkCodec:
         for name in data:
             if name not in self._field_names and name not in self._unknown_logged:
                 self._unknown_logged.add(name)
-                _log.warning(
-                    "[unknown-field] chunk '%s': %r is not a chunk field; ignored", self.spec.name, name
-                )
+                _log.warning("[unknown-field] chunk '%s': %r is not a chunk field; ignored", self.spec.name, name)
         out = {}
         for f in self.spec.fields:
             col = np.zeros(h, dtype=np.float64)
@@ -298,12 +296,8 @@ class ChunkCodec:
         if fp != self.fingerprint:
             raise PacketError('unknown-chunk', f'chunk fingerprint 0x{fp:08x} is not declared', fp)
         if n != self.size:
-            raise PacketError(
-                'bad-payload', f"chunk '{self.spec.name}' payload is {n} bytes, schema needs {self.size}"
-            )
-        rows = np.frombuffer(
-            payload, dtype=self.row_dtype, count=self.spec.horizon, offset=ACTION_HEADER.size
-        )
+            raise PacketError('bad-payload', f"chunk '{self.spec.name}' payload is {n} bytes, schema needs {self.size}")
+        rows = np.frombuffer(payload, dtype=self.row_dtype, count=self.spec.horizon, offset=ACTION_HEADER.size)
         columns = {}
         for f in self.spec.fields:
             col = rows[f.name].copy()

@@ -33,7 +33,7 @@ from .errors import (
     UnknownVideoTrack,
     WrongFrameSize,
 )
-from .frame_video import FrameVideoError, encode_frame
+from .frame_video import FrameVideoError, encode_frame, frame_header
 from .frames import FrameBuffer
 from .packets import StateCodec
 from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, Drainer, SendQueue, send_stream
@@ -80,9 +80,7 @@ def check_value_types(fields: Mapping[str, FieldSpec], values: Mapping[str, Any]
         else:
             ok = isinstance(value, Real) and not is_bool
         if not ok:
-            raise DtypeMismatch(
-                f"field '{name}' declared as {spec.dtype.name} but sent as {type(value).__name__}"
-            )
+            raise DtypeMismatch(f"field '{name}' declared as {spec.dtype.name} but sent as {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -180,9 +178,7 @@ class Robot(ActionInbox, PortalSession):
             options = rtc.TrackPublishOptions(
                 video_codec=_RTC_CODECS[spec.codec],
                 simulcast=False,
-                video_encoding=rtc.VideoEncoding(
-                    max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps
-                ),
+                video_encoding=rtc.VideoEncoding(max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps),
                 frame_metadata_features=[rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP],
             )
             try:
@@ -196,9 +192,7 @@ class Robot(ActionInbox, PortalSession):
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
-            self._start_drainer(
-                f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name)
-            )
+            self._start_drainer(f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name))
         if self._state_codec is not None:
             self._state_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             reliable = self.contract.state_reliable
@@ -283,9 +277,7 @@ class Robot(ActionInbox, PortalSession):
             self._metrics.states_sent += 1
         else:
             self._metrics.drop('publish-full')
-            self._log_once(
-                'state-full', '[publish-full] state queue full (%d); packet dropped', DATA_QUEUE_CAPACITY
-            )
+            self._log_once('state-full', '[publish-full] state queue full (%d); packet dropped', DATA_QUEUE_CAPACITY)
 
     def send_video_frame(
         self,
@@ -320,9 +312,7 @@ class Robot(ActionInbox, PortalSession):
             if width % 2 or height % 2:
                 raise InvalidFrameDimensions(f'WebRTC frames need even dimensions, got {width}x{height}')
             if size != width * height * 3:
-                raise WrongFrameSize(
-                    f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}'
-                )
+                raise WrongFrameSize(f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}')
             if isinstance(data, memoryview) and data.readonly:
                 data = bytes(data)
             source.capture_frame(
@@ -338,6 +328,31 @@ class Robot(ActionInbox, PortalSession):
             payload = encode_frame(track, spec.codec, data, width, height, ts, spec.quality)
         except FrameVideoError as exc:
             raise CodecError(str(exc)) from None
+        self._queue_frame(track, queue, payload)
+
+    def send_encoded_frame(
+        self, track: str, payload: bytes, width: int, height: int, timestamp_us: Optional[int] = None
+    ) -> None:
+        """Send an already-compressed PNG/JPEG on a frame-video track of that codec, as is.
+
+        Saves a decode and re-encode when the camera already delivers the track's codec (a ROS
+        ``CompressedImage`` in jpeg on an MJPEG track). The receiver checks the decoded size
+        against ``width`` and ``height``.
+        """
+        spec = self.contract.video(track)
+        if spec is None or spec.codec.is_webrtc or spec.codec is VideoCodec.RAW:
+            raise UnknownVideoTrack(f"'{track}' is not a PNG or MJPEG frame-video track of the wire contract")
+        queue = self._frame_queues.get(track)
+        if queue is None:
+            raise NotConnected('robot is not connected')
+        ts = now_us() if timestamp_us is None else timestamp_us
+        try:
+            header = frame_header(track, spec.codec, width, height, ts)
+        except FrameVideoError as exc:
+            raise CodecError(str(exc)) from None
+        self._queue_frame(track, queue, header + bytes(payload))
+
+    def _queue_frame(self, track: str, queue: SendQueue[bytes], payload: bytes) -> None:
         _, evicted = queue.put(payload)
         if evicted is not None:
             self._metrics.frames_dropped_publisher_full[track] += 1

@@ -242,9 +242,7 @@ class PortalSession:
         self._prepare_receive()
         options = rtc.RoomOptions(auto_subscribe=True)
         if self.e2ee_key:
-            options.encryption = rtc.E2EEOptions(
-                key_provider_options=rtc.KeyProviderOptions(shared_key=self.e2ee_key)
-            )
+            options.encryption = rtc.E2EEOptions(key_provider_options=rtc.KeyProviderOptions(shared_key=self.e2ee_key))
         self.log.info('[%s] connecting as %s to %s', self.session, self.role, url)
         try:
             await room.connect(url, self._token(), options)
@@ -541,9 +539,7 @@ class PortalSession:
                 ts = now_us()
                 self._own_pings.append(ts)
                 try:
-                    await room.local_participant.publish_data(
-                        encode_rtt(RTT_PING, ts), reliable=False, topic=TOPIC_RTT
-                    )
+                    await room.local_participant.publish_data(encode_rtt(RTT_PING, ts), reliable=False, topic=TOPIC_RTT)
                     self._metrics.pings_sent += 1
                 except Exception as exc:
                     self.log.debug('[%s] ping failed: %s', self.session, exc)
@@ -607,9 +603,7 @@ class PortalSession:
             except RpcCallError as exc:
                 raise rtc.RpcError(exc.code, exc.message, exc.data) from exc
             except Exception as exc:
-                raise rtc.RpcError(
-                    RPC_APPLICATION_ERROR, f'handler raised {type(exc).__name__}: {exc}'
-                ) from exc
+                raise rtc.RpcError(RPC_APPLICATION_ERROR, f'handler raised {type(exc).__name__}: {exc}') from exc
             return '' if result is None else str(result)
 
         return wrapper
@@ -688,9 +682,5 @@ class PortalSession:
         reason = getattr(exc, 'reason', 'bad-payload')
         self._metrics.drop(reason)
         fp = getattr(exc, 'fingerprint', None)
-        key = (
-            f'{what}-{reason}-{fp}'
-            if reason in ('schema-mismatch', 'unknown-chunk')
-            else f'{what}-{reason}-{sender}'
-        )
+        key = f'{what}-{reason}-{fp}' if reason in ('schema-mismatch', 'unknown-chunk') else f'{what}-{reason}-{sender}'
         self._log_once(key, '[%s] %s from %r dropped: %s', reason, what, sender, exc)

@@ -147,8 +147,7 @@ class SyncBuffer:
             if not self._overflow_logged:
                 self._overflow_logged = True
                 _log.warning(
-                    '[state-overflow] state buffer full (%d); dropping the oldest state (ts=%d); '
-                    'waiting on track %s',
+                    '[state-overflow] state buffer full (%d); dropping the oldest state (ts=%d); waiting on track %s',
                     self.state_capacity,
                     ts,
                     self.blocker,
@@ -170,9 +169,7 @@ class SyncBuffer:
         t.last_arrival = self._clock()
         if t.newest_ts is not None and ts < t.newest_ts:
             self.stats.late_frames_dropped += 1
-            _log.debug(
-                '[late-frame] track %s: frame ts=%d older than newest %d; dropped', track, ts, t.newest_ts
-            )
+            _log.debug('[late-frame] track %s: frame ts=%d older than newest %d; dropped', track, ts, t.newest_ts)
             return out
         t.newest_ts = ts
         if t.stalled:
@@ -360,6 +357,4 @@ class SyncBuffer:
             if self._drop_burst:
                 self._drop_burst = 0
                 self._drop_worst_ahead = 0
-            out.observations.append(
-                SyncedObservation(ts, state, frames, frame_ts, frozenset(stale), omitted, worst)
-            )
+            out.observations.append(SyncedObservation(ts, state, frames, frame_ts, frozenset(stale), omitted, worst))

@@ -32,8 +32,7 @@ def free_ports() -> tuple[int, int, int]:
     """Signal (TCP), RTC TCP and RTC UDP ports, all distinct: the probe sockets stay open
     until all three are chosen, so the OS cannot hand out the same port twice."""
     socks = [
-        socket.socket(socket.AF_INET, kind)
-        for kind in (socket.SOCK_STREAM, socket.SOCK_STREAM, socket.SOCK_DGRAM)
+        socket.socket(socket.AF_INET, kind) for kind in (socket.SOCK_STREAM, socket.SOCK_STREAM, socket.SOCK_DGRAM)
     ]
     try:
         for s in socks:
@@ -147,9 +146,7 @@ class _EarlyExit(RuntimeError):
     pass
 
 
-def _start_once(
-    port: int, udp_port: int, tcp_port: int, bind: str, timeout: float, netns: str | None
-) -> LiveKitServer:
+def _start_once(port: int, udp_port: int, tcp_port: int, bind: str, timeout: float, netns: str | None) -> LiveKitServer:
     log_path = Path(tempfile.mkstemp(prefix='livekit-server-', suffix='.log')[1])
     cmd = [server_binary(), '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port)]
     if netns:

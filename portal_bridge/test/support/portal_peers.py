@@ -29,9 +29,7 @@ class Peers:
     def token(self, identity: str, **kw: Any) -> str:
         return mint_token(self.server.api_key, self.server.api_secret, identity, self.room, **kw)
 
-    async def robot(
-        self, contract: WireContract, identity: str = 'robot', token: Optional[str] = None, **kw
-    ) -> Robot:
+    async def robot(self, contract: WireContract, identity: str = 'robot', token: Optional[str] = None, **kw) -> Robot:
         robot = Robot(contract, **kw)
         self._sessions.append(robot)
         await robot.connect(self.server.url, token or self.token(identity))

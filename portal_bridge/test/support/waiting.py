@@ -15,9 +15,7 @@ def _poll(predicate: Callable[[], Any], deadline: float, timeout: float, what: s
     return value
 
 
-async def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ''
-) -> Any:
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = '') -> Any:
     """Poll ``predicate`` until it returns a truthy value; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not (value := _poll(predicate, deadline, timeout, what)):
@@ -25,9 +23,7 @@ async def wait_for(
     return value
 
 
-def wait_for_sync(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ''
-) -> Any:
+def wait_for_sync(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = '') -> Any:
     """Blocking :func:`wait_for`, for tests that drive ROS executors."""
     deadline = time.monotonic() + timeout
     while not (value := _poll(predicate, deadline, timeout, what)):

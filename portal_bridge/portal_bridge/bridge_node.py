@@ -1,0 +1,309 @@
+"""What robot_bridge and operator_bridge share: parameters, credentials, the LiveKit thread.
+
+The rclpy executor keeps the main thread; the Portal session lives on one asyncio loop in its
+own thread (:class:`~portal_bridge.portal.loop_thread.LoopThread`). Session callbacks arrive on
+that thread; they publish with rclpy publishers (thread-safe) or hand heavy work to a worker,
+and never wait on the executor. Service callbacks wait on the loop with a timeout.
+
+Bad input is counted by reason and logged once per reason; ``/diagnostics`` shows the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+import os
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from .credentials import Credentials, CredentialsError, explain_token, load_credentials
+from .diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
+from .portal import ContractError, WireContract
+from .portal.errors import RoomError
+from .portal.loop_thread import LoopThread
+from .portal.session import ConnectionState, PortalSession
+from .service_host import ServiceHost
+
+__all__ = ['BridgeNode', 'LATCHED', 'default_contract_path']
+
+LATCHED = QoSProfile(
+    depth=1,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+_RETRY_S = (1.0, 2.0, 5.0)
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
+
+
+def default_contract_path() -> str:
+    try:
+        return os.path.join(get_package_share_directory('portal_bridge'), 'config', 'portal.yaml')
+    except (PackageNotFoundError, ValueError):
+        return os.path.join(os.path.dirname(__file__), '..', 'config', 'portal.yaml')
+
+
+class BridgeNode(Node):
+    """Base node: connection parameters, contract, credentials, session lifecycle, diagnostics."""
+
+    def __init__(self, node_name: str, default_identity: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.url = self.param('livekit_url', 'ws://127.0.0.1:7880', 'LiveKit server URL (ws:// or wss://).')
+        self.identity = self.param(
+            'identity', default_identity, 'Participant identity in the room; unique per room.', read_only=True
+        )
+        self.room = self.param('room', 'portal', 'LiveKit room of the Portal session.', read_only=True)
+        self.contract_file = self.param(
+            'contract_file',
+            default_contract_path(),
+            'Wire contract (livekit-portal portal.yaml format, version 1). Every peer must use the same.',
+            read_only=True,
+        )
+        self.credentials_file = self.param(
+            'credentials_file',
+            '',
+            'File with LiveKit credentials (token, or api_key and api_secret). Empty: LIVEKIT_TOKEN, '
+            'else LIVEKIT_API_KEY and LIVEKIT_API_SECRET from the environment. Secrets never go in parameters.',
+            read_only=True,
+        )
+        self.e2ee_key_file = self.param(
+            'e2ee_key_file', '', 'File whose bytes are the shared end-to-end encryption key; empty: no E2EE.'
+        )
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self._logged: set[str] = set()
+        self._rate_prev: dict[str, tuple[float, dict[str, int]]] = {}
+        self.contract = self._load_contract()
+        self.credentials = self._load_credentials()
+        self.e2ee_key = self._load_key()
+        self.loop = LoopThread(f'{node_name}-livekit')
+        self.service_host = ServiceHost(self)
+        self.session: Optional[PortalSession] = None
+        self._connect_future = None
+        self._connected_once = threading.Event()
+        self._shutting_down = False
+        self.active_operator_pub = self.create_publisher(String, '~/active_operator', LATCHED)
+        self.diagnostics = DiagnosticsPublisher(self, hardware_id=f'portal_bridge/{self.identity}')
+        self.diagnostics.add('connection', self._diag_connection)
+
+    # -- parameters ------------------------------------------------------------------------------
+    def param(self, name: str, default: Any, description: str, read_only: bool = False, **constraints: Any) -> Any:
+        """Declare a parameter with a descriptor and return its value."""
+        descriptor = ParameterDescriptor(
+            description=description, read_only=read_only, type=_TYPES[type(default)], **constraints
+        )
+        return self.declare_parameter(name, default, descriptor).value
+
+    def list_param(self, name: str, description: str, item_type: type = str) -> list:
+        """A string or double array parameter that defaults to empty (an unset array)."""
+        kind = Parameter.Type.STRING_ARRAY if item_type is str else Parameter.Type.DOUBLE_ARRAY
+        descriptor = ParameterDescriptor(description=description, read_only=True)
+        value = self.declare_parameter(name, kind, descriptor).value
+        return list(value) if value is not None else []
+
+    def _load_contract(self) -> WireContract:
+        try:
+            contract = WireContract.from_yaml_file(self.contract_file)
+        except ContractError as exc:
+            raise SystemExit(self._fatal(f'wire contract {self.contract_file}: {exc}')) from None
+        fp = contract.fingerprints()
+        self.get_logger().info(
+            f'wire contract {self.contract_file}: state {fp["state"]}, action {fp["action"]}, '
+            f'{len(contract.videos)} video track(s), window {fp["search_range_us"]} us'
+        )
+        return contract
+
+    def _load_credentials(self) -> Credentials:
+        try:
+            creds = load_credentials(self.credentials_file)
+        except CredentialsError as exc:
+            raise SystemExit(self._fatal(str(exc))) from None
+        if self.credentials_file and os.stat(self.credentials_file).st_mode & 0o077:
+            self.get_logger().warning(f'credentials_file {self.credentials_file} is readable by other users; chmod 600')
+        if creds.token:
+            problem = explain_token(creds.token)
+            if problem:
+                raise SystemExit(self._fatal(problem)) from None
+        return creds
+
+    def _load_key(self) -> Optional[bytes]:
+        if not self.e2ee_key_file:
+            return None
+        try:
+            with open(self.e2ee_key_file, 'rb') as f:
+                key = f.read().strip()
+        except OSError as exc:
+            raise SystemExit(self._fatal(f'cannot read e2ee_key_file {self.e2ee_key_file}: {exc.strerror}')) from None
+        if not key:
+            raise SystemExit(self._fatal(f'e2ee_key_file {self.e2ee_key_file} is empty')) from None
+        return key
+
+    def _fatal(self, message: str) -> int:
+        self.get_logger().fatal(message)
+        return 2
+
+    # -- bad input accounting --------------------------------------------------------------------
+    def count(self, reason: str, message: str = '', n: int = 1) -> None:
+        """Count a rejected input under ``reason``; log ``message`` the first time."""
+        with self._counts_lock:
+            self._counts[reason] += n
+            first = reason not in self._logged
+            self._logged.add(reason)
+        if first and message:
+            self.get_logger().warning(f'{message} (further ones are counted in /diagnostics as {reason})')
+
+    def counts(self) -> dict[str, int]:
+        with self._counts_lock:
+            return dict(self._counts)
+
+    # -- session lifecycle -----------------------------------------------------------------------
+    def start_session(self, session: PortalSession) -> None:
+        """Connect in the background, retrying while the server is unreachable."""
+        self.session = session
+        session.on_connection_state(self._on_connection_state)
+        session.on_active_operator_changed(self._publish_active_operator)
+        self._publish_active_operator(None)
+        self._connect_future = self.loop.submit(self._connect_forever(session))
+
+    async def _connect_forever(self, session: PortalSession) -> None:
+        attempt = 0
+        creds = self.credentials
+        while True:
+            try:
+                await session.connect(
+                    self.url,
+                    creds.token,
+                    api_key=creds.api_key,
+                    api_secret=creds.api_secret,
+                    identity=self.identity,
+                    room=self.room,
+                )
+                return
+            except RoomError as exc:
+                delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
+                attempt += 1
+                text = str(exc)
+                if '401' in text or 'nauthorized' in text or 'token' in text.lower():
+                    hint = explain_token(creds.token) if creds.token else None
+                    text = hint or f'LiveKit rejected the credentials ({text})'
+                self.count('connect_failed')
+                self.get_logger().error(
+                    f'cannot join room {self.room!r} at {self.url}: {text}; retrying in {delay:.0f} s'
+                )
+                await asyncio.sleep(delay)
+
+    def _on_connection_state(self, state: ConnectionState) -> None:
+        log = self.get_logger()
+        if state is ConnectionState.CONNECTED:
+            self._connected_once.set()
+            log.info(f"connected to room '{self.room}' at {self.url} as '{self.identity}'")
+            self.on_connected()
+        elif state is ConnectionState.RECONNECTING:
+            log.warning('LiveKit connection lost; reconnecting')
+        elif state is ConnectionState.DISCONNECTED and self._connected_once.is_set():
+            if self._shutting_down:
+                log.info(f"left room '{self.room}'")
+            else:
+                log.error('disconnected from LiveKit')
+
+    def on_connected(self) -> None:
+        """Hook for subclasses (runs on the LiveKit thread)."""
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected_once.wait(timeout)
+
+    def _publish_active_operator(self, identity: Optional[str]) -> None:
+        self.active_operator_pub.publish(String(data=identity or ''))
+        self.on_active_operator(identity)
+
+    def on_active_operator(self, identity: Optional[str]) -> None:
+        """Hook for subclasses (runs on the LiveKit thread)."""
+
+    def run_on_loop(self, coro, timeout: float = 20.0) -> Any:
+        """Run a coroutine on the LiveKit thread from a ROS callback, waiting at most ``timeout``."""
+        return self.loop.run(coro, timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Leave the room and stop the LiveKit thread (idempotent)."""
+        if not self.loop.running:
+            return
+        self._shutting_down = True
+        self.service_host.stop()
+        if self._connect_future is not None:
+            self._connect_future.cancel()
+        if self.session is not None:
+            try:
+                self.loop.run(self.session.disconnect(), timeout)
+            except Exception as exc:
+                self.get_logger().warning(f'leaving the room did not finish cleanly: {exc}')
+        self.loop.stop()
+
+    def destroy_node(self) -> None:
+        self.shutdown()
+        super().destroy_node()
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _diag_connection(self):
+        s = self.session
+        state = s.connection_state if s is not None else ConnectionState.DISCONNECTED
+        level = {ConnectionState.CONNECTED: OK, ConnectionState.RECONNECTING: WARN}.get(state, ERROR)
+        values = {
+            'state': state.value,
+            'url': self.url,
+            'room': self.room,
+            'identity': self.identity,
+            'reconnect_count': s.reconnect_count if s else 0,
+            'active_operator': (s.active_operator() if s else None) or '',
+            'operators': s.operators() if s else [],
+        }
+        return level, state.value, values
+
+    def rates(self, key: str, counts: dict[str, int]) -> dict[str, float]:
+        """Per-second rates of counters since the previous call with the same key."""
+        now = time.monotonic()
+        prev = self._rate_prev.get(key)
+        self._rate_prev[key] = (now, dict(counts))
+        if prev is None:
+            return {k: 0.0 for k in counts}
+        dt = max(now - prev[0], 1e-6)
+        return {k: (v - prev[1].get(k, 0)) / dt for k, v in counts.items()}
+
+
+def run_node(factory: Callable[[], BridgeNode], args: Optional[Sequence[str]] = None) -> int:
+    """``main()`` body of the node executables: exit 0 on Ctrl-C or SIGTERM, without a traceback.
+
+    Uses ``rclpy.init``/``try_shutdown`` rather than ``with rclpy.init():``, which Humble lacks.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node: Optional[BridgeNode] = None
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()  # slow services have their own thread (ServiceHost)
+        executor.add_node(node)
+        executor.spin()
+    except SystemExit as exc:  # configuration errors, already logged in one line
+        return int(exc.code or 2)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
