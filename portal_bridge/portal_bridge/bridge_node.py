@@ -15,6 +15,7 @@ from collections import Counter
 import os
 import threading
 import time
+import traceback
 from typing import Any, Callable, Optional, Sequence
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
@@ -165,6 +166,26 @@ class BridgeNode(Node):
         if first and message:
             self.get_logger().warning(f'{message} (further ones are counted in /diagnostics as {reason})')
 
+    def guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """Wrap a ROS callback so an unexpected exception is logged and counted, not fatal.
+
+        rclpy lets a callback's exception end ``spin()``, which would take the node down on
+        one malformed message. Every subscription and timer callback goes through this.
+        """
+
+        def run(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.count('internal_error')
+                if 'internal_error_logged' not in self._logged:
+                    self._logged.add('internal_error_logged')
+                    self.get_logger().error(
+                        f'{getattr(callback, "__name__", "callback")} failed: {exc!r}\n{traceback.format_exc()}'
+                    )
+
+        return run
+
     def counts(self) -> dict[str, int]:
         with self._counts_lock:
             return dict(self._counts)
@@ -213,11 +234,8 @@ class BridgeNode(Node):
             self.on_connected()
         elif state is ConnectionState.RECONNECTING:
             log.warning('LiveKit connection lost; reconnecting')
-        elif state is ConnectionState.DISCONNECTED and self._connected_once.is_set():
-            if self._shutting_down:
-                log.info(f"left room '{self.room}'")
-            else:
-                log.error('disconnected from LiveKit')
+        elif state is ConnectionState.DISCONNECTED and self._connected_once.is_set() and not self._shutting_down:
+            log.error('disconnected from LiveKit')
 
     def on_connected(self) -> None:
         """Hook for subclasses (runs on the LiveKit thread)."""
@@ -247,6 +265,7 @@ class BridgeNode(Node):
         if self.session is not None:
             try:
                 self.loop.run(self.session.disconnect(), timeout)
+                self.get_logger().info(f"left room '{self.room}'")
             except Exception as exc:
                 self.get_logger().warning(f'leaving the room did not finish cleanly: {exc}')
         self.loop.stop()
@@ -271,6 +290,17 @@ class BridgeNode(Node):
         }
         return level, state.value, values
 
+    def _diag_rtt(self):
+        r = self.session.metrics().rtt
+        values = {
+            'rtt_us_last': r.rtt_us_last,
+            'rtt_us_mean': r.rtt_us_mean,
+            'rtt_us_p95': r.rtt_us_p95,
+            'pings_sent': r.pings_sent,
+            'pongs_received': r.pongs_received,
+        }
+        return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
+
     def rates(self, key: str, counts: dict[str, int]) -> dict[str, float]:
         """Per-second rates of counters since the previous call with the same key."""
         now = time.monotonic()
@@ -283,25 +313,39 @@ class BridgeNode(Node):
 
 
 def run_node(factory: Callable[[], BridgeNode], args: Optional[Sequence[str]] = None) -> int:
-    """``main()`` body of the node executables: exit 0 on Ctrl-C or SIGTERM, without a traceback.
+    """``main()`` body of the node executables: on Ctrl-C or SIGTERM, leave the room and exit 0.
 
-    Uses ``rclpy.init``/``try_shutdown`` rather than ``with rclpy.init():``, which Humble lacks.
+    The node handles SIGINT/SIGTERM itself instead of letting rclpy shut the context down first,
+    so leaving the room is still logged and nothing prints a traceback. (``rclpy.init`` is not
+    used as a context manager: Humble's returns None.)
     """
+    import signal
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     node: Optional[BridgeNode] = None
     try:
         node = factory()
         executor = SingleThreadedExecutor()  # slow services have their own thread (ServiceHost)
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except SystemExit as exc:  # configuration errors, already logged in one line
         return int(exc.code or 2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if node is not None:
             node.shutdown()
             node.destroy_node()

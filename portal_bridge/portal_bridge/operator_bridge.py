@@ -136,10 +136,11 @@ class OperatorBridge(BridgeNode):
         # -- inputs ---------------------------------------------------------------------------------
         action_msg = JointState if self.action_type == 'joint_state' else Float64MultiArray
         handler = self._on_action_joint_state if self.action_type == 'joint_state' else self._on_action_array
-        self.create_subscription(action_msg, '~/action', handler, subscription_qos(self, '~/action', qos_mode, 10))
+        qos = subscription_qos(self, '~/action', qos_mode, 10)
+        self.create_subscription(action_msg, '~/action', self.guarded(handler), qos)
         if self.chunk_name:
             qos = subscription_qos(self, '~/action_chunk', qos_mode, 10)
-            self.create_subscription(JointTrajectory, '~/action_chunk', self._on_action_chunk, qos)
+            self.create_subscription(JointTrajectory, '~/action_chunk', self.guarded(self._on_action_chunk), qos)
         srv = self.service_host
         srv.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)
         srv.create_service(Trigger, '~/claim_control', self._srv_claim)
@@ -196,6 +197,8 @@ class OperatorBridge(BridgeNode):
 
     # -- inputs (executor threads) -----------------------------------------------------------------
     def _reply_to(self, stamp) -> Optional[int]:
+        if stamp is None:
+            return None
         ts = stamp_to_us(stamp)
         return ts if ts in self._recent_set else None
 
@@ -365,12 +368,6 @@ class OperatorBridge(BridgeNode):
         )
         values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
         return OK, f'{t.states_received} states received', values
-
-    def _diag_rtt(self):
-        r = self.operator.metrics().rtt
-        values = {'rtt_us_last': r.rtt_us_last, 'rtt_us_mean': r.rtt_us_mean, 'rtt_us_p95': r.rtt_us_p95,
-                  'pings_sent': r.pings_sent, 'pongs_received': r.pongs_received}  # fmt: skip
-        return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
 
     def _diag_gate(self):
         active = self.operator.active_operator()

@@ -159,6 +159,7 @@ class RobotBridge(BridgeNode):
         self.watchdog = ActionWatchdog(self.action_timeout_ms / 1000.0)
         self.player = ChunkPlayer()
         self._last_command: Any = None
+        self._operator: Optional[str] = None
         self._holding = False
         self._last_hold = 0.0
         self._commands_published = 0
@@ -169,9 +170,9 @@ class RobotBridge(BridgeNode):
         self._subscribe_inputs()
         self.service_host.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)
         self.service_host.create_service(Trigger, '~/emergency_stop', self._srv_emergency_stop)
-        self.create_timer(_WATCHDOG_PERIOD_S, self._watchdog_tick)
+        self.create_timer(_WATCHDOG_PERIOD_S, self.guarded(self._watchdog_tick))
         if self.chunk_builder is not None and self.chunk_mode == 'stepped':
-            self.create_timer(1.0 / c.fps, self._play_tick)
+            self.create_timer(1.0 / c.fps, self.guarded(self._play_tick))
         d = self.diagnostics
         d.add('transport', self._diag_transport)
         d.add('rtt', self._diag_rtt)
@@ -220,7 +221,9 @@ class RobotBridge(BridgeNode):
             lambda e: self.count('incompatible_qos', 'a publisher offers incompatible QoS')
         )
         qos = subscription_qos(self, self.joint_states_topic, self.qos_mode)
-        self.create_subscription(JointState, self.joint_states_topic, self._on_joint_state, qos, event_callbacks=events)
+        self.create_subscription(
+            JointState, self.joint_states_topic, self.guarded(self._on_joint_state), qos, event_callbacks=events
+        )
         for spec in self.contract.videos:
             topic = self.param(
                 f'cameras.{spec.name}.topic',
@@ -239,9 +242,8 @@ class RobotBridge(BridgeNode):
             qos = subscription_qos(self, topic, self.qos_mode)
             msg_type = Image if transport == 'raw' else CompressedImage
             handler = self._on_image if transport == 'raw' else self._on_compressed
-            self.create_subscription(
-                msg_type, topic, lambda msg, s=spec, h=handler: h(s, msg), qos, event_callbacks=events
-            )
+            callback = self.guarded(lambda msg, s=spec, h=handler: h(s, msg))
+            self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
             self.get_logger().info(f"video track '{spec.name}' ({spec.codec.name}) <- {topic} ({transport})")
 
     def _stamp(self, header) -> int:
@@ -368,9 +370,10 @@ class RobotBridge(BridgeNode):
     # -- safety ----------------------------------------------------------------------------------
     def on_active_operator(self, identity: Optional[str]) -> None:
         with self._lock:
+            previous, self._operator = self._operator, identity
             self.watchdog.arm(identity, time.monotonic())
-            if identity is None:
-                self._enter_safe_state('no active operator')
+            if identity is None and previous is not None:
+                self._enter_safe_state(f"'{previous}' is no longer the active operator")
 
     def _enter_safe_state(self, reason: str) -> None:
         """Stop chunk playback and apply on_timeout (caller holds the lock)."""
@@ -462,12 +465,6 @@ class RobotBridge(BridgeNode):
         )
         values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
         return OK, f'{t.states_sent} states sent', values
-
-    def _diag_rtt(self):
-        r = self.robot.metrics().rtt
-        values = {'rtt_us_last': r.rtt_us_last, 'rtt_us_mean': r.rtt_us_mean, 'rtt_us_p95': r.rtt_us_p95,
-                  'pings_sent': r.pings_sent, 'pongs_received': r.pongs_received}  # fmt: skip
-        return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
 
     def _diag_policy(self):
         p = self.robot.metrics().policy

@@ -73,7 +73,7 @@ def test_images_and_joint_states_become_observations(world):
     for i in range(120):
         ts = now_us()
         px = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-        level = (i * 9) % 200 + 20
+        level = (i * 37) % 200 + 20  # neighbours differ by >= 37: lossy is not the same as mispaired
         flat = np.full((120, 160, 3), level, np.uint8)
         sent[ts] = (i, px, level)
         front.publish(image(flat[:, :, ::-1].copy(), ts, 'bgr8'))
@@ -96,7 +96,7 @@ def test_images_and_joint_states_become_observations(world):
         assert (w.encoding, w.width, w.height, w.step) == ('rgb8', 64, 48, 192)
         assert np.array_equal(np.frombuffer(w.data, np.uint8).reshape(48, 64, 3), px)  # exact on a lossless track
         assert (f.width, f.height) == (160, 120)
-        assert abs(float(np.frombuffer(f.data, np.uint8).mean()) - level) < 6  # H264 pairs the right frame
+        assert abs(float(np.frombuffer(f.data, np.uint8).mean()) - level) < 15  # H264 pairs the right frame
         assert list(msg.frame_timestamps_us) == [msg.timestamp_us, msg.timestamp_us]
         assert list(msg.stale) == [False, False] and list(msg.omitted_cameras) == []
     wait_for_sync(lambda: joint_states and wrist_images and active)

@@ -82,6 +82,9 @@ async def test_token_seeded_operator_drives_immediately(livekit_server, room_nam
         robot.on_action(got.append)
         op = await peers.operator(c, 'seeded')
         assert op.active_operator() == 'seeded'  # mirrored from the robot's attribute at connect
+        # A packet that overtakes the join reaches the robot without a sender and is gated; a real
+        # operator waits for its claim, here we wait until the robot knows the operator.
+        await wait_for(lambda: 'seeded' in robot.operators())
         op.send_action({'j': 7.0})
         await wait_for(lambda: got)
         assert got[0].sender == 'seeded'
@@ -102,6 +105,7 @@ async def test_pointer_pinned_on_disconnect_and_resumed_on_reconnect(livekit_ser
         assert robot.active_operator() == 'pilot'  # stays pinned
         again = await peers.operator(c, 'pilot')  # same identity, no re-claim
         assert again.active_operator() == 'pilot'
+        await wait_for(lambda: 'pilot' in robot.operators())  # see test_token_seeded_operator_drives_immediately
         again.send_action({'j': 5.0})
         await wait_for(lambda: got)
         assert got[0].sender == 'pilot'

@@ -65,6 +65,7 @@ class ActionInbox:
         if self._active is not None and sender == self._active:
             return True
         self._metrics.drop('gate')
+        self.log.debug('[%s] gate: dropped from %r (active operator %r)', self.session, sender, self._active)
         return False
 
     def _deliver_action(self, action: Action) -> None:
@@ -106,6 +107,12 @@ class ActionInbox:
             chunk = codec.decode(payload)
         except PacketError as exc:
             self._count_packet_error(exc, 'chunk', sender)
+            return
+        last = self._latest_chunks.get(codec.spec.name)
+        if last is not None and last.sender == sender and chunk.timestamp_us < last.timestamp_us:
+            # Each stream is read by its own task, so a burst can complete out of order; playing an
+            # older chunk after a newer one would replay stale actions.
+            self._metrics.drop('stale-chunk')
             return
         now = now_us()
         m = self._metrics

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Callable, NamedTuple
+from numbers import Integral, Real
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
+
+from .errors import DtypeMismatch
 
 __all__ = [
     'DType',
@@ -22,6 +25,7 @@ __all__ = [
     'decode_scalar',
     'parse_dtype',
     'typed_value',
+    'check_value_types',
 ]
 
 
@@ -199,3 +203,23 @@ def typed_value(dtype: DType, value: float) -> bool | int | float:
     if dtype.is_integer:
         return int(value)
     return float(value)
+
+
+def check_value_types(fields: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Portal's send-side dtype check: BOOL takes bools, integers take integers, floats take reals.
+
+    Unknown names are not checked here (the encoder ignores and logs them once).
+    """
+    for name, value in values.items():
+        spec = fields.get(name)
+        if spec is None:
+            continue
+        is_bool = isinstance(value, (bool, np.bool_))
+        if spec.dtype is DType.BOOL:
+            ok = is_bool
+        elif spec.dtype.is_integer:
+            ok = isinstance(value, Integral) and not is_bool
+        else:
+            ok = isinstance(value, Real) and not is_bool
+        if not ok:
+            raise DtypeMismatch(f"field '{name}' declared as {spec.dtype.name} but sent as {type(value).__name__}")

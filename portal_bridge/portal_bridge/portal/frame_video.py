@@ -99,19 +99,12 @@ def encode_frame(
     quality: int = DEFAULT_MJPEG_QUALITY,
 ) -> bytes:
     """Build one frame-video stream payload (header + compressed frame)."""
-    if width > _MAX_DIM or height > _MAX_DIM:
-        raise FrameVideoError('codec', f'frame {width}x{height} exceeds u16 max dimension {_MAX_DIM}')
-    if width <= 0 or height <= 0:
-        raise FrameVideoError('codec', f'frame dimensions must be positive, got {width}x{height}')
-    raw_name = name.encode('utf-8')
-    if len(raw_name) > MAX_TRACK_NAME_BYTES:
-        raise FrameVideoError('codec', f'track name too long ({len(raw_name)} > {MAX_TRACK_NAME_BYTES} bytes)')
+    header = frame_header(name, codec, width, height, timestamp_us)
     try:
         rgb_view(rgb, width, height)
     except ValueError as exc:
         raise FrameVideoError('codec', str(exc)) from None
-    header = _HEADER.pack(FRAME_VIDEO_VERSION, codec.frame_codec_id, width, height, timestamp_us, len(raw_name))
-    return header + raw_name + encode_payload(codec, rgb, width, height, quality)
+    return header + encode_payload(codec, rgb, width, height, quality)
 
 
 def parse_header(payload: bytes) -> FrameHeader:

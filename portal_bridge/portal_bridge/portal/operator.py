@@ -14,7 +14,6 @@ import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import logging
-import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -22,13 +21,12 @@ from livekit import rtc
 import numpy as np
 
 from .action_inbox import ActionInbox
-from .errors import EmptySchema, NoPeer, NotConnected, UnknownVideoTrack
+from .errors import NoPeer, NotConnected, UnknownVideoTrack
 from .frame_video import FrameVideoError, decode_payload, parse_header
 from .frames import VideoFrame
 from .packets import PacketError, StateCodec
-from .publishers import DATA_QUEUE_CAPACITY, Drainer, SendQueue, send_stream
+from .publishers import DATA_QUEUE_CAPACITY, SendQueue, send_stream
 from .records import Action, Observation, State, typed_map
-from .robot import check_value_types
 from .session import (
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
@@ -90,11 +88,9 @@ class Operator(ActionInbox, PortalSession):
         self._sync = self._new_sync_buffer()
         self._action_queue: Optional[SendQueue[bytes]] = None
         self._chunk_queues: dict[str, SendQueue[bytes]] = {}
-        self._drainers: list[Drainer] = []
         self._frame_rings: dict[str, _FrameRing] = {}
         self._consumers: dict[tuple[str, str], asyncio.Task] = {}
         self._decoder: Optional[ThreadPoolExecutor] = None
-        self._send_lock = threading.Lock()
         self._overflow_logged_at: dict[str, float] = {}
         self._latest_state: Optional[State] = None
         self._latest_observation: Optional[Observation] = None
@@ -166,11 +162,6 @@ class Operator(ActionInbox, PortalSession):
         if self.stall_policy is not None:
             self._spawn(self._stall_watch(), 'stall-watch')
 
-    def _start_drainer(self, name, queue, send) -> None:
-        drainer = Drainer(name, queue, send)
-        drainer.start()
-        self._drainers.append(drainer)
-
     def _chunk_sender(self, name: str):
         async def send(payload: bytes) -> None:
             if self._room is not None:
@@ -179,9 +170,7 @@ class Operator(ActionInbox, PortalSession):
         return send
 
     async def _teardown_role(self) -> None:
-        for drainer in self._drainers:
-            await drainer.stop()
-        self._drainers.clear()
+        await self._stop_drainers()
         self._action_queue = None
         self._chunk_queues.clear()
         self._frame_rings.clear()
@@ -434,27 +423,12 @@ class Operator(ActionInbox, PortalSession):
         the robot measures true end-to-end policy latency.
         """
         codec = self._action_codec
-        if codec is None:
-            raise EmptySchema('the wire contract declares no action fields')
-        queue = self._action_queue
-        if queue is None:
-            raise NotConnected('operator is not connected')
-        if check_types:
-            check_value_types(self._action_fields, values)
         ts = now_us() if timestamp_us is None else timestamp_us
-        with self._send_lock:
-            packet, saturated = codec.encode(values, ts, in_reply_to_ts_us or 0)
-        if saturated:
-            self._log_once(
-                f'sat-action-{saturated}',
-                '[saturated] action fields %s clipped to their dtype range',
-                saturated,
-                level=logging.INFO,
-            )
-        accepted, _ = queue.put(packet)
-        if not accepted:
-            self._metrics.drop('publish-full')
-            self._log_once('action-full', '[publish-full] action queue full (%d); packet dropped', DATA_QUEUE_CAPACITY)
+        fields = self._action_fields
+        packet = self._queue_packet(
+            'action', codec, self._action_queue, fields, values, check_types, ts, in_reply_to_ts_us or 0
+        )
+        if packet is None:
             return
         self._metrics.actions_sent += 1
         if self._echo_wanted():

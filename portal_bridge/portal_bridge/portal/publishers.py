@@ -91,6 +91,7 @@ class Drainer(Generic[T]):
             item = await self.queue.get()
             try:
                 await self._send(item)
+                _log.debug('%s: sent %d bytes', self.name, len(item) if hasattr(item, '__len__') else -1)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failed publish must not stop later ones

@@ -11,22 +11,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 import logging
-from numbers import Integral, Real
-import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from livekit import rtc
 import numpy as np
 
 from .action_inbox import ActionInbox
-from .dtypes import DType
 from .errors import (
     SET_ACTIVE_OPERATOR_NOT_CONNECTED,
     SET_ACTIVE_OPERATOR_REFUSED,
     SET_ACTIVE_OPERATOR_WRITE_FAILED,
     CodecError,
-    DtypeMismatch,
-    EmptySchema,
     InvalidFrameDimensions,
     NotConnected,
     RoomError,
@@ -36,8 +31,7 @@ from .errors import (
 from .frame_video import FrameVideoError, encode_frame, frame_header
 from .frames import FrameBuffer
 from .packets import StateCodec
-from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, Drainer, SendQueue, send_stream
-from .schema import FieldSpec
+from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
 from .session import (
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
@@ -51,7 +45,7 @@ from .session import (
 from .tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 from .wire_contract import VideoCodec
 
-__all__ = ['AccessPolicy', 'Robot', 'check_value_types']
+__all__ = ['AccessPolicy', 'Robot']
 
 _RTC_CODECS = {
     VideoCodec.H264: rtc.VideoCodec.H264,
@@ -61,26 +55,6 @@ _RTC_CODECS = {
     VideoCodec.H265: rtc.VideoCodec.H265,
 }
 _log = logging.getLogger('portal_bridge.portal.robot')
-
-
-def check_value_types(fields: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> None:
-    """Portal's send-side dtype check: BOOL takes bools, integers take integers, floats take reals.
-
-    Unknown names are not checked here (the encoder ignores and logs them once).
-    """
-    for name, value in values.items():
-        spec = fields.get(name)
-        if spec is None:
-            continue
-        is_bool = isinstance(value, (bool, np.bool_))
-        if spec.dtype is DType.BOOL:
-            ok = is_bool
-        elif spec.dtype.is_integer:
-            ok = isinstance(value, Integral) and not is_bool
-        else:
-            ok = isinstance(value, Real) and not is_bool
-        if not ok:
-            raise DtypeMismatch(f"field '{name}' declared as {spec.dtype.name} but sent as {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -139,9 +113,7 @@ class Robot(ActionInbox, PortalSession):
         self._sources: dict[str, rtc.VideoSource] = {}
         self._state_queue: Optional[SendQueue[bytes]] = None
         self._frame_queues: dict[str, SendQueue[bytes]] = {}
-        self._drainers: list[Drainer] = []
         self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
-        self._send_lock = threading.Lock()
         self._pointer_lock = asyncio.Lock()
 
     # -- setup ------------------------------------------------------------------------------------
@@ -204,11 +176,6 @@ class Robot(ActionInbox, PortalSession):
                 len(self.contract.state),
             )
 
-    def _start_drainer(self, name, queue, send) -> None:
-        drainer = Drainer(name, queue, send)
-        drainer.start()
-        self._drainers.append(drainer)
-
     def _data_sender(self, topic: str, reliable: bool):
         async def send(payload: bytes) -> None:
             room = self._room
@@ -229,9 +196,7 @@ class Robot(ActionInbox, PortalSession):
         return send
 
     async def _teardown_role(self) -> None:
-        for drainer in self._drainers:
-            await drainer.stop()
-        self._drainers.clear()
+        await self._stop_drainers()
         self._state_queue = None
         self._frame_queues.clear()
         sources, self._sources = self._sources, {}
@@ -255,29 +220,11 @@ class Robot(ActionInbox, PortalSession):
         ``check_types`` applies Portal's dtype check; pass False to send plain floats (for example
         from a ROS message) and let the encoder narrow them.
         """
-        if self._state_codec is None:
-            raise EmptySchema('the wire contract declares no state fields')
-        queue = self._state_queue
-        if queue is None:
-            raise NotConnected('robot is not connected')
-        if check_types:
-            check_value_types(self._state_fields, values)
         ts = now_us() if timestamp_us is None else timestamp_us
-        with self._send_lock:
-            packet, saturated = self._state_codec.encode(values, ts)
-        if saturated:
-            self._log_once(
-                f'sat-state-{saturated}',
-                '[saturated] state fields %s clipped to their dtype range',
-                saturated,
-                level=logging.INFO,
-            )
-        accepted, _ = queue.put(packet)
-        if accepted:
+        if self._queue_packet(
+            'state', self._state_codec, self._state_queue, self._state_fields, values, check_types, ts
+        ):
             self._metrics.states_sent += 1
-        else:
-            self._metrics.drop('publish-full')
-            self._log_once('state-full', '[publish-full] state queue full (%d); packet dropped', DATA_QUEUE_CAPACITY)
 
     def send_video_frame(
         self,
@@ -311,6 +258,9 @@ class Robot(ActionInbox, PortalSession):
                 raise NotConnected('robot is not connected')
             if width % 2 or height % 2:
                 raise InvalidFrameDimensions(f'WebRTC frames need even dimensions, got {width}x{height}')
+            if spec.codec is VideoCodec.H264 and (width < 16 or height < 16):
+                # OpenH264 drops smaller frames one by one with only a log line; say it once, here.
+                raise InvalidFrameDimensions(f'H264 frames must be at least 16x16, got {width}x{height}')
             if size != width * height * 3:
                 raise WrongFrameSize(f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}')
             if isinstance(data, memoryview) and data.readonly:

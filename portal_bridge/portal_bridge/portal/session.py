@@ -21,14 +21,16 @@ import inspect
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 from livekit import rtc
 
+from .dtypes import check_value_types
 from .errors import (
     RPC_APPLICATION_ERROR,
     AlreadyConnected,
     AmbiguousPeer,
+    EmptySchema,
     NoPeer,
     NotConnected,
     PortalError,
@@ -37,6 +39,7 @@ from .errors import (
 )
 from .metrics import MetricsRecorder, PortalMetrics
 from .packets import RTT_PING, RTT_PONG, decode_rtt, encode_rtt
+from .publishers import Drainer, SendQueue
 from .tokens import ROLE_ATTR, credentials_from_env, mint_token
 from .wire_contract import WireContract
 
@@ -69,23 +72,6 @@ _RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 
 RpcInvocation = rtc.RpcInvocationData
 RpcHandler = Callable[[rtc.RpcInvocationData], Union[str, None, Awaitable[Optional[str]]]]
-
-
-class _Room(rtc.Room):
-    """``rtc.Room`` that remembers the sender identity of the data packet being dispatched.
-
-    The SDK's ``DataPacket`` names its sender only through the participant object, which is None
-    when a packet overtakes the participant's join (an operator that rejoins and sends at once).
-    The identity the SFU stamped on the packet is still in the FFI event; keep it for the
-    synchronous ``data_received`` dispatch that follows.
-    """
-
-    data_sender: str = ''
-
-    def _on_room_event(self, event: Any) -> None:
-        if event.WhichOneof('message') == 'data_packet_received':
-            self.data_sender = event.data_packet_received.participant_identity
-        super()._on_room_event(event)
 
 
 def now_us() -> int:
@@ -129,6 +115,8 @@ class PortalSession:
         self._reconnect_task: Optional[asyncio.Task] = None
         self.reconnect_count = 0
         self._tasks: set[asyncio.Task] = set()
+        self._drainers: list[Drainer] = []
+        self._send_lock = threading.Lock()
         self._identity = ''
         self._room_name = ''
         # control plane
@@ -237,7 +225,7 @@ class PortalSession:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        room = _Room(loop=loop)
+        room = rtc.Room(loop=loop)
         self._install_handlers(room)
         self._prepare_receive()
         options = rtc.RoomOptions(auto_subscribe=True)
@@ -246,8 +234,14 @@ class PortalSession:
         self.log.info('[%s] connecting as %s to %s', self.session, self.role, url)
         try:
             await room.connect(url, self._token(), options)
-        except Exception as exc:
-            raise RoomError(f'could not join {url}: {exc}') from exc
+        except BaseException as exc:  # including cancellation: never leave a half-joined room behind
+            try:
+                await asyncio.shield(room.disconnect())
+            except BaseException:
+                pass
+            if isinstance(exc, Exception):
+                raise RoomError(f'could not join {url}: {exc}') from exc
+            raise
         self._room = room
         lp = room.local_participant
         self._identity = lp.identity
@@ -314,7 +308,7 @@ class PortalSession:
         room.on('participant_connected', self._on_participant_connected)
         room.on('participant_disconnected', self._on_participant_disconnected)
         room.on('participant_attributes_changed', self._on_attributes_changed)
-        room.on('data_received', lambda packet: self._on_data_received(room, packet))
+        room.on('data_received', self._on_data_received)
         # Connection events are tied to their room: a closed room's late event must not act on its successor.
         room.on('reconnecting', lambda *_: room is self._room and self._on_reconnecting())
         room.on('reconnected', lambda *_: room is self._room and self._on_reconnected())
@@ -432,11 +426,14 @@ class PortalSession:
     def _stream_handlers(self) -> dict[str, Callable[[bytes, str], Any]]:
         return {}
 
-    def _on_data_received(self, room: _Room, packet: rtc.DataPacket) -> None:
+    def _on_data_received(self, packet: rtc.DataPacket) -> None:
         handler = self._data_handlers().get(packet.topic or '')
         if handler is None:
             return
-        sender = packet.participant.identity if packet.participant is not None else room.data_sender
+        # A packet that overtakes its sender's join arrives without a sender (the SDK cannot name
+        # it yet); it then fails every sender check, as it does in livekit-portal.
+        sender = packet.participant.identity if packet.participant is not None else ''
+        self.log.debug('[%s] %s packet (%d bytes) from %r', self.session, packet.topic, len(packet.data), sender)
         try:
             handler(packet.data, sender)
         except Exception:  # never let one packet take the session down
@@ -653,6 +650,45 @@ class PortalSession:
 
     def _in_loop_thread(self) -> bool:
         return threading.get_ident() == self._loop_thread
+
+    def _queue_packet(
+        self,
+        what: str,
+        codec: Any,
+        queue: Optional[SendQueue],
+        fields: Mapping[str, Any],
+        values: Mapping[str, Any],
+        check_types: bool,
+        *encode_args: int,
+    ) -> Optional[bytes]:
+        """Encode a state or action packet (carry-forward) and queue it; None if the queue is full."""
+        if codec is None:
+            raise EmptySchema(f'the wire contract declares no {what} fields')
+        if queue is None:
+            raise NotConnected(f'{self.role} is not connected')
+        if check_types:
+            check_value_types(fields, values)
+        with self._send_lock:
+            packet, saturated = codec.encode(values, *encode_args)
+        if saturated:
+            self._log_once(f'sat-{what}-{saturated}', '[saturated] %s fields %s clipped to their dtype range',
+                           what, saturated, level=logging.INFO)  # fmt: skip
+        accepted, _ = queue.put(packet)
+        if not accepted:
+            self._metrics.drop('publish-full')
+            self._log_once(f'{what}-full', '[publish-full] %s queue full; packet dropped', what)
+            return None
+        return packet
+
+    def _start_drainer(self, name: str, queue: SendQueue, send: Callable[[Any], Awaitable[None]]) -> None:
+        drainer = Drainer(name, queue, send)
+        drainer.start()
+        self._drainers.append(drainer)
+
+    async def _stop_drainers(self) -> None:
+        for drainer in self._drainers:
+            await drainer.stop()
+        self._drainers.clear()
 
     def _spawn(self, coro: Awaitable, name: str) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

@@ -51,15 +51,17 @@ class RosDomain:
         rclpy.init(context=self.context, domain_id=domain_id)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
+        self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._spin, daemon=True, name=f'ros-domain-{domain_id}')
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            while self.context.ok():
+        while self.context.ok():
+            try:
                 self.executor.spin_once(timeout_sec=0.05)
-        except Exception:  # context shut down under us at close()
-            pass
+            except Exception as exc:  # a callback raised: the test must fail, not hang
+                if self.context.ok():
+                    self.errors.append(exc)
 
     def add(self, node: Node) -> Node:
         self.nodes.append(node)
@@ -146,3 +148,5 @@ class BridgeWorld:
                     node.shutdown()
         self.operator_side.close()
         self.robot_side.close()
+        errors = self.robot_side.errors + self.operator_side.errors
+        assert not errors, f'ROS callbacks raised: {errors!r}'

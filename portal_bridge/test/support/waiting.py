@@ -50,3 +50,24 @@ def async_test(timeout: float = 60.0) -> Callable:
         return runner
 
     return wrap
+
+
+def publish_until(
+    predicate: Callable[[], Any],
+    publish: Callable[[int], None],
+    period: float = 1 / 30,
+    timeout: float = 15.0,
+    what: str = '',
+) -> Any:
+    """Call ``publish(i)`` every ``period`` until ``predicate`` holds (AssertionError on timeout)."""
+    deadline = time.monotonic() + timeout
+    i = 0
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what or predicate}')
+        publish(i)
+        i += 1
+        time.sleep(period)
