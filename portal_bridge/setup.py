@@ -29,6 +29,8 @@ setup(
             'token = portal_bridge.token:main',
             'robot_bridge = portal_bridge.robot_bridge:main',
             'operator_bridge = portal_bridge.operator_bridge:main',
+            'sim_robot = portal_bridge.sim_robot:main',
+            'demo_teleop = portal_bridge.demo_teleop:main',
         ],
     },
 )

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
@@ -31,6 +31,7 @@ from .portal import ContractError, WireContract
 from .portal.errors import RoomError
 from .portal.loop_thread import LoopThread
 from .portal.session import ConnectionState, PortalSession
+from .ros_logging import route_python_logging
 from .service_host import ServiceHost
 
 __all__ = ['BridgeNode', 'LATCHED', 'default_contract_path']
@@ -83,6 +84,7 @@ class BridgeNode(Node):
         self.e2ee_key_file = self.param(
             'e2ee_key_file', '', 'File whose bytes are the shared end-to-end encryption key; empty: no E2EE.'
         )
+        route_python_logging(self)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -228,9 +230,8 @@ class BridgeNode(Node):
 
     def _on_connection_state(self, state: ConnectionState) -> None:
         log = self.get_logger()
-        if state is ConnectionState.CONNECTED:
+        if state is ConnectionState.CONNECTED:  # the session itself logs the join
             self._connected_once.set()
-            log.info(f"connected to room '{self.room}' at {self.url} as '{self.identity}'")
             self.on_connected()
         elif state is ConnectionState.RECONNECTING:
             log.warning('LiveKit connection lost; reconnecting')
@@ -310,44 +311,3 @@ class BridgeNode(Node):
             return {k: 0.0 for k in counts}
         dt = max(now - prev[0], 1e-6)
         return {k: (v - prev[1].get(k, 0)) / dt for k, v in counts.items()}
-
-
-def run_node(factory: Callable[[], BridgeNode], args: Optional[Sequence[str]] = None) -> int:
-    """``main()`` body of the node executables: on Ctrl-C or SIGTERM, leave the room and exit 0.
-
-    The node handles SIGINT/SIGTERM itself instead of letting rclpy shut the context down first,
-    so leaving the room is still logged and nothing prints a traceback. (``rclpy.init`` is not
-    used as a context manager: Humble's returns None.)
-    """
-    import signal
-
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    node: Optional[BridgeNode] = None
-    try:
-        node = factory()
-        executor = SingleThreadedExecutor()  # slow services have their own thread (ServiceHost)
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except SystemExit as exc:  # configuration errors, already logged in one line
-        return int(exc.code or 2)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0

@@ -26,8 +26,9 @@ from trajectory_msgs.msg import JointTrajectory
 from portal_bridge_msgs.msg import ExecutedAction, Observation
 from portal_bridge_msgs.srv import CallRpc, SetActiveOperator
 
-from .bridge_node import BridgeNode, run_node
+from .bridge_node import BridgeNode
 from .diagnostics import OK, WARN
+from .node_main import run_node
 from .observation_msgs import (
     executed_action,
     executed_chunk,

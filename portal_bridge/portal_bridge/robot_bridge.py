@@ -22,7 +22,7 @@ from std_srvs.srv import Trigger
 
 from portal_bridge_msgs.srv import SetActiveOperator
 
-from .bridge_node import BridgeNode, run_node
+from .bridge_node import BridgeNode
 from .diagnostics import ERROR, OK, WARN
 from .images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
 from .joints import (
@@ -34,6 +34,7 @@ from .joints import (
     apply_limits,
     nan_fields,
 )
+from .node_main import run_node
 from .portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
 from .portal.errors import NotConnected, PortalError, RpcCallError
 from .qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
@@ -59,6 +60,12 @@ class RobotBridge(BridgeNode):
         # -- inputs ------------------------------------------------------------------------------
         self.qos_mode = p('qos_reliability', 'auto', f'Input subscription reliability: {", ".join(QOS_MODES)}.')
         self.joint_states_topic = p('joint_states_topic', 'joint_states', 'sensor_msgs/JointState input.')
+        self.state_rate_hz = p(
+            'state_rate_hz',
+            float(c.fps) if c.videos else 0.0,
+            'Forward joint states at most this often (Hz); 0: every message. Observations pair each state with '
+            'one frame per camera, so states faster than the video are dropped on the operator anyway.',
+        )
         state_joints = self.list_param(
             'state_joints',
             'Joint read for each state field of the contract, in contract order: "<joint>" (position) or '
@@ -160,6 +167,8 @@ class RobotBridge(BridgeNode):
         self.player = ChunkPlayer()
         self._last_command: Any = None
         self._operator: Optional[str] = None
+        self._last_state_sent = 0.0
+        self.states_skipped = 0
         self._holding = False
         self._last_hold = 0.0
         self._commands_published = 0
@@ -254,6 +263,12 @@ class RobotBridge(BridgeNode):
         return ts
 
     def _on_joint_state(self, msg: JointState) -> None:
+        if self.state_rate_hz > 0:
+            now = time.monotonic()
+            if now - self._last_state_sent < 0.9 / self.state_rate_hz:  # 10 % slack for publisher jitter
+                self.states_skipped += 1
+                return
+            self._last_state_sent = now
         values, missing = self.state_map.extract(msg)
         if missing:
             self.count(
@@ -459,6 +474,7 @@ class RobotBridge(BridgeNode):
         values.update({f'{k}.dropped_publisher_full': v for k, v in t.frames_dropped_publisher_full.items()})
         values.update(
             states_sent=t.states_sent,
+            states_skipped_rate=self.states_skipped,
             actions_received=t.actions_received,
             action_chunks_received=t.action_chunks_received,
             action_jitter_us=t.action_jitter_us,

@@ -27,6 +27,9 @@ class ServiceHost:
             namespace=owner.get_namespace(),
             context=owner.context,
             start_parameter_services=False,
+            # Launch passes `-r __node:=<name>` to the process; without this the helper would be
+            # renamed to the owner's name too.
+            use_global_arguments=False,
         )
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)

@@ -45,6 +45,7 @@ __all__ = ['Operator', 'RECEIVE_RING']
 RECEIVE_RING = 8  # frames between a video stream and its processing (about 130 ms at 60 fps)
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
+_UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
 _ROBOT_POLL_TRIES = 30
 
 
@@ -196,12 +197,14 @@ class Operator(ActionInbox, PortalSession):
         if sender and sender == self._robot_identity:
             return True
         self._metrics.drop('not-robot')
+        if self._robot_identity is None:
+            return False  # no robot (yet, or any more): counted, nothing to report
         self._log_once(
             f'not-robot-{what}-{sender}',
-            "[bad-payload] %s from '%s', which is not the robot (%s); dropped",
+            "[bad-payload] %s from '%s', which is not the robot '%s'; dropped",
             what,
             sender,
-            self._robot_identity or 'no robot yet',
+            self._robot_identity,
         )
         return False
 
@@ -238,6 +241,7 @@ class Operator(ActionInbox, PortalSession):
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
         stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24)
         m = self._metrics
+        untimed = 0
         try:
             async for event in stream:
                 if publisher != self._robot_identity:
@@ -246,12 +250,14 @@ class Operator(ActionInbox, PortalSession):
                 meta = event.metadata
                 if meta is None or not meta.HasField('user_timestamp'):
                     m.drop('no-timestamp')
-                    self._log_once(
-                        f'no-ts-{name}',
-                        "[bad-payload] frame on track '%s' has no user_timestamp "
-                        'trailer; dropped (the publisher must enable it)',
-                        name,
-                    )
+                    untimed += 1
+                    if untimed == _UNTIMED_WARN_AFTER:  # the first frames of a track may precede the trailer
+                        self._log_once(
+                            f'no-ts-{name}',
+                            "[bad-payload] frames on track '%s' carry no user_timestamp trailer; dropped "
+                            '(the publisher must enable the user_timestamp frame metadata)',
+                            name,
+                        )
                     continue
                 f = event.frame
                 frame = VideoFrame(f.width, f.height, f.data, meta.user_timestamp)

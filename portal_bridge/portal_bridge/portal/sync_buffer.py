@@ -30,6 +30,34 @@ _log = logging.getLogger('portal_bridge.portal.sync')
 _SUMMARY_PERIOD_S = 5.0
 
 
+class _BurstLog:
+    """Log the first event of a burst at once, then a summary at most every 5 s."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        self.pending = 0
+        self.worst = 0
+        self.last = None
+
+    def event(self, first: Callable[[], None], summary: Callable[[int, float, int], None], value: int = 0) -> None:
+        now = self._clock()
+        if self.last is None:
+            first()
+            self.last = now
+            return
+        self.pending += 1
+        self.worst = max(self.worst, value)
+        if now - self.last >= _SUMMARY_PERIOD_S:
+            summary(self.pending, now - self.last, self.worst)
+            self.last, self.pending, self.worst = now, 0, 0
+
+    def quiet_for(self, seconds: float) -> bool:
+        return self.last is None or self._clock() - self.last >= seconds
+
+
 @dataclass(frozen=True, slots=True)
 class StallPolicy:
     """Emit without a track once it has been silent for ``max_lag_ms`` (wall time on this host)."""
@@ -144,14 +172,17 @@ class SyncBuffer:
         if len(self._states) >= self.state_capacity:
             ts, old = self._states.popleft()
             self._record_drop(out, ts, old, 'overflow')
-            if not self._overflow_logged:
-                self._overflow_logged = True
-                _log.warning(
+            blocker = self.blocker
+            self._overflow_log.event(
+                lambda: _log.warning(
                     '[state-overflow] state buffer full (%d); dropping the oldest state (ts=%d); waiting on track %s',
-                    self.state_capacity,
-                    ts,
-                    self.blocker,
-                )
+                    self.state_capacity, ts, blocker,
+                ),
+                lambda n, dt, _: _log.warning(
+                    '[state-overflow] %d more states dropped in the last %.0f s (buffer of %d); states arrive '
+                    'faster than frames can pair with them', n, dt, self.state_capacity,
+                ),
+            )  # fmt: skip
             self._blocker = None  # the head changed
         self._states.append((int(timestamp_us), state))
         self._refresh_stalls()
@@ -209,10 +240,8 @@ class SyncBuffer:
 
     # -- internals -----------------------------------------------------------------------------------
     def _reset_throttles(self) -> None:
-        self._overflow_logged = False
-        self._drop_burst = 0
-        self._drop_worst_ahead = 0
-        self._drop_last_log = 0.0
+        self._overflow_log = _BurstLog(self._clock)
+        self._drop_log = _BurstLog(self._clock)
 
     def _refresh_stalls(self) -> bool:
         """Mark tracks silent for longer than max_lag_ms as stalled; True if any changed."""
@@ -239,30 +268,16 @@ class SyncBuffer:
         self.stats.states_dropped += 1
 
     def _log_sync_drop(self, ts: int, ahead: int, track: str) -> None:
-        now = self._clock()
-        if self._drop_burst == 0:
-            _log.warning(
+        self._drop_log.event(
+            lambda: _log.warning(
                 "[sync-drop] state ts=%d dropped: track '%s' is %d us ahead (window %d us)",
-                ts,
-                track,
-                ahead,
-                self.search_range_us,
-            )
-            self._drop_last_log = now
-            self._drop_burst = 1
-            return
-        self._drop_burst += 1
-        self._drop_worst_ahead = max(self._drop_worst_ahead, ahead)
-        if now - self._drop_last_log >= _SUMMARY_PERIOD_S:
-            _log.warning(
-                '[sync-drop] %d more states dropped in the last %.0f s (worst video ahead %d us)',
-                self._drop_burst - 1,
-                now - self._drop_last_log,
-                self._drop_worst_ahead,
-            )
-            self._drop_last_log = now
-            self._drop_burst = 1
-            self._drop_worst_ahead = 0
+                ts, track, ahead, self.search_range_us,
+            ),
+            lambda n, dt, worst: _log.warning(
+                '[sync-drop] %d more states dropped in the last %.0f s (worst video ahead %d us)', n, dt, worst
+            ),
+            ahead,
+        )  # fmt: skip
 
     def _try_sync(self, out: SyncOutput) -> None:
         R = self.search_range_us
@@ -353,8 +368,8 @@ class SyncBuffer:
             self.stats.match_delta.add(worst)
             if stale:
                 self.stats.stale_observations_emitted += 1
-            self._overflow_logged = False
-            if self._drop_burst:
-                self._drop_burst = 0
-                self._drop_worst_ahead = 0
+            # A burst of drops ends once observations flow undisturbed for a summary period.
+            for burst in (self._overflow_log, self._drop_log):
+                if burst.last is not None and burst.pending == 0 and burst.quiet_for(_SUMMARY_PERIOD_S):
+                    burst.reset()
             out.observations.append(SyncedObservation(ts, state, frames, frame_ts, frozenset(stale), omitted, worst))

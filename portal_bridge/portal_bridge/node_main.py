@@ -1,0 +1,53 @@
+"""The ``main()`` of every executable: spin until Ctrl-C or SIGTERM, then clean up and exit 0."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional, Sequence
+
+from rclpy.node import Node
+
+__all__ = ['run_node']
+
+
+def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
+    """``main()`` body of the node executables: on Ctrl-C or SIGTERM, clean up and exit 0.
+
+    The node handles SIGINT/SIGTERM itself instead of letting rclpy shut the context down first,
+    so leaving the room is still logged and nothing prints a traceback. (``rclpy.init`` is not
+    used as a context manager: Humble's returns None.)
+    """
+    import signal
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    node: Optional[Node] = None
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()  # slow services have their own thread (ServiceHost)
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except SystemExit as exc:  # configuration errors, already logged in one line
+        return int(exc.code or 2)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if node is not None:
+            shutdown = getattr(node, 'shutdown', None)
+            if shutdown is not None:
+                shutdown()  # bridges leave the room here, while ROS logging still works
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,217 @@
+"""sim_robot: a robot without hardware, so the whole Portal loop closes on one machine.
+
+Publishes synthetic camera images (a moving colour pattern with the frame number drawn in
+digits, and encoded as a 32-block barcode along the top edge so a program can read it back
+even through lossy video) and ``joint_states`` at configurable rates and sizes. Joints follow
+the commands the robot bridge publishes (any of its command types) at a bounded speed; a Twist
+moves an odometry joint.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import math
+import time
+from typing import Any, Optional, Sequence
+
+from geometry_msgs.msg import Twist
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, Header
+from trajectory_msgs.msg import JointTrajectory
+
+from .joints import COMMAND_TYPES
+
+__all__ = ['SimRobot', 'draw_frame', 'read_barcode', 'main']
+
+BARCODE_BITS = 32
+BARCODE_HEIGHT = 16
+
+# 3x5 digit glyphs, one string per row.
+_GLYPHS = {
+    '0': ('111', '101', '101', '101', '111'), '1': ('010', '110', '010', '010', '111'),
+    '2': ('111', '001', '111', '100', '111'), '3': ('111', '001', '111', '001', '111'),
+    '4': ('101', '101', '111', '001', '001'), '5': ('111', '100', '111', '001', '111'),
+    '6': ('111', '100', '111', '101', '111'), '7': ('111', '001', '010', '010', '010'),
+    '8': ('111', '101', '111', '101', '111'), '9': ('111', '101', '111', '001', '111'),
+}  # fmt: skip
+_GLYPH_MASKS = {d: np.array([[c == '1' for c in row] for row in rows]) for d, rows in _GLYPHS.items()}
+
+
+def _draw_number(img: np.ndarray, number: int, x: int, y: int, scale: int) -> None:
+    for i, digit in enumerate(str(number)):
+        mask = np.kron(_GLYPH_MASKS[digit], np.ones((scale, scale), dtype=bool))
+        x0 = x + i * 4 * scale
+        h, w = mask.shape
+        if y + h > img.shape[0] or x0 + w > img.shape[1]:
+            return
+        region = img[y : y + h, x0 : x0 + w]
+        region[mask] = 255
+        region[~mask] //= 3
+
+
+@functools.lru_cache(maxsize=8)
+def _diagonal(width: int, height: int) -> np.ndarray:
+    y, x = np.ogrid[0:height, 0:width]
+    return ((x + y) % 256).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(hue: int) -> np.ndarray:
+    phase = np.arange(256)
+    return np.stack([(phase + hue) % 256, (255 - phase) // 2 + 64, (phase * 2 + hue) % 256], axis=1).astype(np.uint8)
+
+
+def draw_frame(width: int, height: int, number: int, hue: int = 0) -> np.ndarray:
+    """One synthetic RGB frame: moving diagonal bands, the number in digits, and its barcode."""
+    phase = _diagonal(width, height) + np.uint8((4 * number) % 256)  # uint8 arithmetic wraps: the bands move
+    img = _palette(hue % 256)[phase]
+    bar_w = max(width // BARCODE_BITS, 1)
+    band = img[:BARCODE_HEIGHT]
+    band[:] = 0
+    for bit in range(BARCODE_BITS):
+        if (number >> (BARCODE_BITS - 1 - bit)) & 1:
+            band[:, bit * bar_w : (bit + 1) * bar_w] = 255
+    scale = max(height // 60, 2)
+    _draw_number(img, number, 8, BARCODE_HEIGHT + 8, scale)
+    return img
+
+
+def read_barcode(img: np.ndarray) -> int:
+    """The frame number from a frame drawn by :func:`draw_frame` (tolerates lossy video)."""
+    width = img.shape[1]
+    bar_w = max(width // BARCODE_BITS, 1)
+    row = img[BARCODE_HEIGHT // 2, :, :].astype(np.int32).mean(axis=1)
+    value = 0
+    for bit in range(BARCODE_BITS):
+        center = bit * bar_w + bar_w // 2
+        value = (value << 1) | int(row[center] > 127)
+    return value
+
+
+class SimRobot(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('sim_robot', **kwargs)
+
+        def p(name: str, default: Any, description: str) -> Any:
+            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+        def lp(name: str, default: Sequence[str], description: str) -> list[str]:
+            value = self.declare_parameter(
+                name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(description=description)
+            ).value
+            return list(value) if value else list(default)
+
+        self.cameras = lp('camera_names', ['front', 'wrist'], 'Cameras; each publishes <name>/image_raw.')
+        self.width = p('camera_width', 640, 'Image width in pixels.')
+        self.height = p('camera_height', 480, 'Image height in pixels.')
+        self.fps = p('camera_fps', 30.0, 'Camera frame rate.')
+        self.encoding = p('camera_encoding', 'rgb8', 'rgb8 or bgr8.')
+        self.sizes = {
+            cam: (
+                p(f'cameras.{cam}.width', self.width, f'Width of {cam} (default camera_width).'),
+                p(f'cameras.{cam}.height', self.height, f'Height of {cam} (default camera_height).'),
+            )
+            for cam in self.cameras
+        }
+        self.joints = lp(
+            'joint_names',
+            ['shoulder_pan', 'shoulder_lift', 'elbow_flex', 'wrist_flex', 'wrist_roll', 'gripper'],
+            'Joints published on joint_states (positions follow the commands).',
+        )
+        self.joint_rate = p('joint_rate_hz', 100.0, 'joint_states rate.')
+        self.command_type = p('command_type', 'float64_multi_array', f'Commands to follow: {", ".join(COMMAND_TYPES)}.')
+        self.command_topic = p('command_topic', '/forward_position_controller/commands', 'Command topic.')
+        self.command_joints = lp('command_joints', self.joints, 'Joint order of Float64MultiArray commands.')
+        self.max_velocity = p('max_velocity', 3.0, 'Joint speed limit while following commands (units/s).')
+        self.positions = np.zeros(len(self.joints))
+        self.targets = np.zeros(len(self.joints))
+        self.velocities = np.zeros(len(self.joints))
+        self._twist = (0.0, 0.0)
+        self._index = {name: i for i, name in enumerate(self.joints)}
+        self.frame_number = 0
+        self.commands_received = 0
+        self._last_step = time.monotonic()
+        self.image_pubs = [self.create_publisher(Image, f'{cam}/image_raw', 5) for cam in self.cameras]
+        self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
+        msg_type = {'float64_multi_array': Float64MultiArray, 'joint_trajectory': JointTrajectory,
+                    'joint_state': JointState, 'twist': Twist}[self.command_type]  # fmt: skip
+        self.create_subscription(msg_type, self.command_topic, self._on_command, 10)
+        self.create_timer(1.0 / self.fps, self._publish_images)
+        self.create_timer(1.0 / self.joint_rate, self._publish_joints)
+        self.get_logger().info(
+            f'camera(s) {", ".join(f"{c} {w}x{h}" for c, (w, h) in self.sizes.items())} at {self.fps:g} fps, '
+            f'{len(self.joints)} joints at {self.joint_rate:g} Hz, '
+            f'following {self.command_type} on {self.command_topic}'
+        )
+
+    def _stamp(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    def _publish_images(self) -> None:
+        self.frame_number += 1
+        header = self._stamp()
+        for i, (cam, pub) in enumerate(zip(self.cameras, self.image_pubs)):
+            width, height = self.sizes[cam]
+            img = draw_frame(width, height, self.frame_number, hue=i * 80)
+            if self.encoding == 'bgr8':
+                img = np.ascontiguousarray(img[:, :, ::-1])
+            msg = Image(header=Header(stamp=header.stamp, frame_id=f'{cam}_optical_frame'),
+                        height=height, width=width, encoding=self.encoding, step=width * 3)  # fmt: skip
+            buf = array.array('B')
+            buf.frombytes(img.tobytes())
+            msg.data = buf
+            pub.publish(msg)
+
+    def _set_targets(self, names: Sequence[str], values: Sequence[float]) -> None:
+        for name, value in zip(names, values):
+            i = self._index.get(name)
+            if i is not None and math.isfinite(value):
+                self.targets[i] = value
+        self.commands_received += 1
+
+    def _on_command(self, msg: Any) -> None:
+        if isinstance(msg, Float64MultiArray):
+            self._set_targets(self.command_joints, list(msg.data))
+        elif isinstance(msg, JointTrajectory):
+            if msg.points:
+                self._set_targets(msg.joint_names, list(msg.points[-1].positions))
+        elif isinstance(msg, JointState):
+            self._set_targets(msg.name, list(msg.position))
+        else:
+            self._twist = (msg.linear.x, msg.angular.z)
+            self.commands_received += 1
+
+    def _publish_joints(self) -> None:
+        now = time.monotonic()
+        dt, self._last_step = now - self._last_step, now
+        if self.command_type == 'twist':
+            self.velocities[:] = 0.0
+            self.velocities[0] = self._twist[0]
+            if len(self.velocities) > 1:
+                self.velocities[1] = self._twist[1]
+            self.positions += self.velocities * dt
+        else:
+            step = np.clip(self.targets - self.positions, -self.max_velocity * dt, self.max_velocity * dt)
+            self.velocities = step / dt if dt > 0 else np.zeros_like(step)
+            self.positions += step
+        msg = JointState(header=self._stamp(), name=list(self.joints))
+        msg.position = array.array('d', self.positions.tolist())
+        msg.velocity = array.array('d', self.velocities.tolist())
+        self.joint_pub.publish(msg)
+
+
+def main(args: Optional[Sequence[str]] = None) -> int:
+    from .node_main import run_node
+
+    return run_node(SimRobot, args)
+
+
+if __name__ == '__main__':
+    import sys
+
+    sys.exit(main())
