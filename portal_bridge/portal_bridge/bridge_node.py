@@ -84,7 +84,7 @@ class BridgeNode(Node):
         self.e2ee_key_file = self.param(
             'e2ee_key_file', '', 'File whose bytes are the shared end-to-end encryption key; empty: no E2EE.'
         )
-        route_python_logging(self)
+        self._restore_logging = route_python_logging(self)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -270,6 +270,7 @@ class BridgeNode(Node):
             except Exception as exc:
                 self.get_logger().warning(f'leaving the room did not finish cleanly: {exc}')
         self.loop.stop()
+        self._restore_logging()
 
     def destroy_node(self) -> None:
         self.shutdown()

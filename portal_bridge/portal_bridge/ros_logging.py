@@ -8,6 +8,8 @@ through the ``livekit`` logger; only its warnings and errors are kept.
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Callable
 
 from rclpy.node import Node
 
@@ -34,10 +36,41 @@ class _RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def route_python_logging(node: Node) -> None:
-    handler = _RosLogHandler(node)
-    for name, level in (('portal_bridge', logging.INFO), ('livekit', logging.WARNING)):
+_LOGGERS = (('portal_bridge', logging.INFO), ('livekit', logging.WARNING))
+_original: dict[str, tuple[list[logging.Handler], int, bool]] = {}
+_active: list[_RosLogHandler] = []
+_lock = threading.Lock()
+
+
+def _apply(handler: _RosLogHandler | None) -> None:
+    for name, level in _LOGGERS:
         log = logging.getLogger(name)
-        log.handlers = [handler]
-        log.setLevel(level)
-        log.propagate = False
+        if handler is None:
+            log.handlers, log.level, log.propagate = _original[name]
+        else:
+            log.handlers, log.propagate = [handler], False
+            log.setLevel(level)
+
+
+def route_python_logging(node: Node) -> Callable[[], None]:
+    """Send the loggers to ``node``; returns a function that undoes it.
+
+    Several nodes in one process (tests, composed launches) each route; the newest wins and
+    undoing falls back to the previous node, and finally to the original configuration.
+    """
+    handler = _RosLogHandler(node)
+    with _lock:
+        if not _active:
+            for name, _ in _LOGGERS:
+                log = logging.getLogger(name)
+                _original[name] = (list(log.handlers), log.level, log.propagate)
+        _active.append(handler)
+        _apply(handler)
+
+    def restore() -> None:
+        with _lock:
+            if handler in _active:
+                _active.remove(handler)
+                _apply(_active[-1] if _active else None)
+
+    return restore

@@ -98,25 +98,28 @@ def test_record_observations_and_executed_actions_to_mcap(world, tmp_path):
     assert metadata['message_count'] == sum(len(m) for m in snapshot.values())
 
     # -- read it back with an independent reader ------------------------------------------------
-    from mcap_ros2.reader import read_ros2_messages
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 
-    mcap_file = next(bag.glob('*.mcap'))
     observations, actions = [], []
-    for msg in read_ros2_messages(str(mcap_file)):
-        (observations if msg.channel.topic.endswith('observation') else actions).append(msg)
+    with open(next(bag.glob('*.mcap')), 'rb') as f:
+        for _, channel, message, decoded in make_reader(
+            f, decoder_factories=[DecoderFactory()]
+        ).iter_decoded_messages():
+            (observations if channel.topic.endswith('observation') else actions).append((message.log_time, decoded))
     assert len(observations) == len(snapshot['/operator_bridge/observation'])
     assert len(actions) == len(snapshot['/operator_bridge/executed_actions'])
-    assert [m.log_time_ns for m in observations] == [t for t, _ in snapshot['/operator_bridge/observation']]
-    for m in observations:
-        obs = m.ros_msg
-        px, j1, j2 = sent[obs.timestamp_us]
+    assert [t for t, _ in observations] == [t for t, _ in snapshot['/operator_bridge/observation']]
+    for _, obs in observations:
+        _, j1, j2 = sent[obs.timestamp_us]
         assert obs.header.stamp.sec * 1_000_000 + obs.header.stamp.nanosec // 1000 == obs.timestamp_us
         assert list(obs.state.name) == ['j1', 'j2'] and list(obs.state.position) == [j1, j2]
         assert list(obs.camera_names) == ['wrist']
         img = obs.images[0]
+        frame_ts = obs.frame_timestamps_us[0]
+        assert abs(frame_ts - obs.timestamp_us) < 50_000  # the nearest frame available in the window
         assert (img.width, img.height, img.encoding) == (32, 24, 'rgb8')
-        assert np.array_equal(np.frombuffer(bytes(img.data), np.uint8).reshape(24, 32, 3), px)
-    for m in actions:
-        act = m.ros_msg
+        assert np.array_equal(np.frombuffer(bytes(img.data), np.uint8).reshape(24, 32, 3), sent[frame_ts][0])
+    for _, act in actions:
         assert act.sender == 'operator' and act.rows == 1 and list(act.names) == ['j1', 'j2']
         assert act.values[1] == 0.5

@@ -234,10 +234,14 @@ async def test_webrtc_frames_flow_and_pair_with_state(livekit_server, room_name,
         for o in obs:
             frame = o.frames['front']
             assert (frame.width, frame.height) == (320, 240)
-            assert o.frames['front'].timestamp_us == o.timestamp_us  # paired with its own frame
+            # paired with the nearest frame available in the window (its own, or a neighbour when the
+            # state overtook its frame or the encoder dropped it) ...
+            assert abs(frame.timestamp_us - o.timestamp_us) < c.search_range_us
             assert o.state.values['j'] == sent[o.timestamp_us]
-            # lossy codec, but a flat frame keeps its level (neighbours differ by >= 37)
-            assert abs(int(frame.array().mean()) - ((sent[o.timestamp_us] * 37) % 200 + 20)) < 15
+            # ... and the frame is the one sent with that timestamp: a lossy codec keeps a flat
+            # frame's level, and neighbours differ by >= 37
+            assert abs(int(frame.array().mean()) - ((sent[frame.timestamp_us] * 37) % 200 + 20)) < 15
+        assert sum(o.frames['front'].timestamp_us == o.timestamp_us for o in obs) >= len(obs) // 2
         with pytest.raises(InvalidFrameDimensions):
             robot.send_video_frame('front', np.zeros((31, 32, 3), np.uint8))
         if codec is VideoCodec.H264:
