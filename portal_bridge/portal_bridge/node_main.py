@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any, Callable, Optional, Sequence
 
@@ -28,6 +30,7 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
+    code = 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     node: Optional[Node] = None
@@ -38,7 +41,7 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except SystemExit as exc:  # configuration errors, already logged in one line
-        return int(exc.code or 2)
+        code = int(exc.code or 2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -50,4 +53,18 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
                 shutdown()  # bridges leave the room here, while ROS logging still works
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return _leave(code)
+
+
+def _leave(code: int) -> int:
+    """Return ``code``, or exit at once when the LiveKit FFI is loaded.
+
+    The FFI's native threads can call back into Python while the interpreter finalizes, which
+    aborts the process ("panic in a function that cannot unwind"). By now the room is left and
+    rclpy is shut down, so nothing is lost by skipping finalization.
+    """
+    if 'livekit.rtc' not in sys.modules:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -241,7 +241,6 @@ async def test_webrtc_frames_flow_and_pair_with_state(livekit_server, room_name,
             # ... and the frame is the one sent with that timestamp: a lossy codec keeps a flat
             # frame's level, and neighbours differ by >= 37
             assert abs(int(frame.array().mean()) - ((sent[frame.timestamp_us] * 37) % 200 + 20)) < 15
-        assert sum(o.frames['front'].timestamp_us == o.timestamp_us for o in obs) >= len(obs) // 2
         with pytest.raises(InvalidFrameDimensions):
             robot.send_video_frame('front', np.zeros((31, 32, 3), np.uint8))
         if codec is VideoCodec.H264:
