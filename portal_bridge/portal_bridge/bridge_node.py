@@ -303,6 +303,14 @@ class BridgeNode(Node):
         }
         return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
 
+    def diag_latency(self, rings):
+        """The `latency` task: p50/p95 (µs) of each of the node's latency probes."""
+        values = {}
+        for name, ring in rings.items():
+            p50, p95 = ring.percentiles(0.5, 0.95)
+            values[f'{name}_us_p50'], values[f'{name}_us_p95'] = p50, p95
+        return OK, 'bridge-internal and delivery latencies (us)', values
+
     def rates(self, key: str, counts: dict[str, int]) -> dict[str, float]:
         """Per-second rates of counters since the previous call with the same key."""
         now = time.monotonic()

@@ -48,6 +48,7 @@ from .portal import (
     Observation as PortalObservation,
 )
 from .portal.errors import NoPeer, PortalError, RpcCallError
+from .portal.metrics import SampleRing
 from .publish_worker import PublishWorker
 from .qos import QOS_MODES, subscription_qos
 from .ros_time import stamp_to_us
@@ -113,6 +114,9 @@ class OperatorBridge(BridgeNode):
         self.observations_published = 0
         self.executed_published = 0
         self.worker = PublishWorker(f'{self.get_name()}-publish', capacity=16)
+        # Latency probes (µs), reported in the `latency` diagnostics task: observation = emitted by the
+        # sync buffer -> published; action = ~/action callback -> handed to LiveKit.
+        self.latency = {'observation_bridge': SampleRing(), 'action_bridge': SampleRing()}
 
         # -- outputs ------------------------------------------------------------------------------
         self.observation_pub = self.create_publisher(Observation, '~/observation', 10)
@@ -155,6 +159,7 @@ class OperatorBridge(BridgeNode):
         d.add('rtt', self._diag_rtt)
         d.add('gate', self._diag_gate)
         d.add('conversion', self._diag_conversion)
+        d.add('latency', lambda: self.diag_latency(self.latency))
         self.start_session(op)
 
     # -- outputs (LiveKit thread -> publish worker) ------------------------------------------------
@@ -166,10 +171,12 @@ class OperatorBridge(BridgeNode):
         if self.observation_pub.get_subscription_count() == 0:
             return
         robot = self._robot()
+        ring = self.latency['observation_bridge']
 
         def publish() -> None:
             self.observation_pub.publish(observation_to_msg(obs, self.track_order, self.joint_state_names, robot))
             self.observations_published += 1
+            ring.add((time.time_ns() - obs.received_ns) // 1000)
 
         self.worker.submit(publish)
 
@@ -203,17 +210,20 @@ class OperatorBridge(BridgeNode):
         ts = stamp_to_us(stamp)
         return ts if ts in self._recent_set else None
 
-    def _send_action(self, values: dict[str, float], stamp) -> None:
+    def _send_action(self, values: dict[str, float], stamp, start: int = 0) -> None:
         bad = [k for k, v in values.items() if math.isnan(v)]
         if bad:
             self.count('nan_action', f'~/action with NaN in {bad} dropped')
             return
         try:
             self.operator.send_action(values, in_reply_to_ts_us=self._reply_to(stamp), check_types=False)
+            if start:
+                self.latency['action_bridge'].add((time.perf_counter_ns() - start) // 1000)
         except PortalError as exc:
             self.count('not_connected' if 'not connected' in str(exc) else type(exc).__name__, f'~/action: {exc}')
 
     def _on_action_joint_state(self, msg: JointState) -> None:
+        start = time.perf_counter_ns()
         fields = self.action_fields
         values, unknown = {}, []
         for name, value in zip(msg.name, msg.position):
@@ -226,7 +236,7 @@ class OperatorBridge(BridgeNode):
         if len(msg.position) < len(msg.name):
             self.count('missing_positions', '~/action has fewer positions than names')
         if values:
-            self._send_action(values, msg.header.stamp)
+            self._send_action(values, msg.header.stamp, start)
 
     def _on_action_array(self, msg: Float64MultiArray) -> None:
         if len(msg.data) != len(self.action_fields):
@@ -235,7 +245,8 @@ class OperatorBridge(BridgeNode):
                 f'~/action has {len(msg.data)} values; the contract has {len(self.action_fields)} fields',
             )
             return
-        self._send_action(dict(zip(self.action_fields, (float(v) for v in msg.data))), None)
+        start = time.perf_counter_ns()
+        self._send_action(dict(zip(self.action_fields, (float(v) for v in msg.data))), None, start)
 
     def _on_action_chunk(self, msg: JointTrajectory) -> None:
         spec = self.contract.chunk(self.chunk_name)

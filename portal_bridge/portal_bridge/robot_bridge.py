@@ -37,6 +37,7 @@ from .joints import (
 from .node_main import run_node
 from .portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
 from .portal.errors import NotConnected, PortalError, RpcCallError
+from .portal.metrics import SampleRing
 from .qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
 from .ros_time import stamp_to_us
 from .safety import TIMEOUT_POLICIES, ActionWatchdog, ChunkPlayer
@@ -169,6 +170,11 @@ class RobotBridge(BridgeNode):
         self._operator: Optional[str] = None
         self._last_state_sent = 0.0
         self.states_skipped = 0
+        # Latency probes (µs), reported in the `latency` diagnostics task:
+        # delivery = header stamp -> our callback (DDS + executor); bridge = callback -> handed to LiveKit;
+        # command = action arrives from LiveKit -> command published.
+        self.latency = {name: SampleRing() for name in (
+            'state_delivery', 'state_bridge', 'frame_delivery', 'frame_bridge', 'command_bridge')}  # fmt: skip
         self._holding = False
         self._last_hold = 0.0
         self._commands_published = 0
@@ -188,6 +194,7 @@ class RobotBridge(BridgeNode):
         d.add('policy', self._diag_policy)
         d.add('gate', self._diag_gate)
         d.add('watchdog', self._diag_watchdog)
+        d.add('latency', lambda: self.diag_latency(self.latency))
         d.add('conversion', self._diag_conversion)
         self.start_session(self.robot)
 
@@ -269,6 +276,7 @@ class RobotBridge(BridgeNode):
                 self.states_skipped += 1
                 return
             self._last_state_sent = now
+        start = time.perf_counter_ns()
         values, missing = self.state_map.extract(msg)
         if missing:
             self.count(
@@ -277,7 +285,10 @@ class RobotBridge(BridgeNode):
             )
         if not values:
             return
-        self._send(lambda: self.robot.send_state(values, self._stamp(msg.header), check_types=False))
+        stamp = self._stamp(msg.header)
+        self.latency['state_delivery'].add(now_us() - stamp)
+        self._send(lambda: self.robot.send_state(values, stamp, check_types=False))
+        self.latency['state_bridge'].add((time.perf_counter_ns() - start) // 1000)
 
     def _send(self, send) -> None:
         try:
@@ -288,6 +299,7 @@ class RobotBridge(BridgeNode):
             self.count(type(exc).__name__, f'cannot send: {exc}')
 
     def _on_image(self, spec, msg: Image) -> None:
+        start = time.perf_counter_ns()
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as exc:
@@ -299,7 +311,10 @@ class RobotBridge(BridgeNode):
                 f"camera '{spec.name}': {rgb.shape[1]}x{rgb.shape[0]} cropped to even size",
             )
             rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
-        self._send(lambda: self.robot.send_video_frame(spec.name, rgb, timestamp_us=self._stamp(msg.header)))
+        stamp = self._stamp(msg.header)
+        self.latency['frame_delivery'].add(now_us() - stamp)
+        self._send(lambda: self.robot.send_video_frame(spec.name, rgb, timestamp_us=stamp))
+        self.latency['frame_bridge'].add((time.perf_counter_ns() - start) // 1000)
 
     def _on_compressed(self, spec, msg: CompressedImage) -> None:
         fmt = compressed_format(msg)
@@ -344,6 +359,7 @@ class RobotBridge(BridgeNode):
     def _on_action(self, action: Action) -> None:
         if self.builder is None:
             return
+        start = time.perf_counter_ns()
         values = self._checked(self.builder.action_fields, action.raw, 'action')
         if values is None:
             return
@@ -354,6 +370,7 @@ class RobotBridge(BridgeNode):
             if self.watchdog.feed(time.monotonic()):
                 self.get_logger().info(f"actions from '{action.sender}' resumed")
             self._publish_command(msg)
+        self.latency['command_bridge'].add((time.perf_counter_ns() - start) // 1000)
 
     def _on_chunk(self, chunk: ActionChunk) -> None:
         if self.chunk_builder is None:

@@ -192,10 +192,13 @@ action: [ { name: j1, dtype: f32 } ]
         return {s.name: (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in arrays[-1].status}
 
     o, r = statuses(o_diag), statuses(r_diag)
-    assert set(o) == {f'operator_bridge: {t}' for t in ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion')}
-    assert set(r) == {
-        f'robot_bridge: {t}' for t in ('connection', 'transport', 'rtt', 'policy', 'gate', 'watchdog', 'conversion')
-    }
+    operator_tasks = ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency')
+    robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'watchdog', 'conversion', 'latency')
+    assert set(o) == {f'operator_bridge: {t}' for t in operator_tasks}
+    assert set(r) == {f'robot_bridge: {t}' for t in robot_tasks}
+    latency = r['robot_bridge: latency'][2]
+    assert 0 <= int(latency['state_bridge_us_p50']) < 100_000 and 0 <= int(latency['frame_delivery_us_p50']) < 1_000_000
+    assert 0 <= int(o['operator_bridge: latency'][2]['observation_bridge_us_p50']) < 1_000_000
     level, message, values = o['operator_bridge: connection']
     assert level == bytes([0]) and message == 'connected' and values['reconnect_count'] == '0'
     _, message, sync = o['operator_bridge: sync']
