@@ -49,7 +49,6 @@ from .portal import (
 )
 from .portal.errors import NoPeer, PortalError, RpcCallError
 from .portal.metrics import SampleRing
-from .publish_worker import PublishWorker
 from .qos import QOS_MODES, subscription_qos
 from .ros_time import stamp_to_us
 
@@ -113,10 +112,14 @@ class OperatorBridge(BridgeNode):
         self._robot_seen: Optional[str] = None
         self.observations_published = 0
         self.executed_published = 0
-        self.worker = PublishWorker(f'{self.get_name()}-publish', capacity=16)
         # Latency probes (µs), reported in the `latency` diagnostics task: observation = emitted by the
         # sync buffer -> published; action = ~/action callback -> handed to LiveKit.
-        self.latency = {'observation_bridge': SampleRing(), 'action_bridge': SampleRing()}
+        # observation_age = robot state stamp -> observation emitted here (robot side, LiveKit and sync).
+        self.latency = {
+            'observation_age': SampleRing(),
+            'observation_bridge': SampleRing(),
+            'action_bridge': SampleRing(),
+        }
 
         # -- outputs ------------------------------------------------------------------------------
         self.observation_pub = self.create_publisher(Observation, '~/observation', 10)
@@ -162,23 +165,20 @@ class OperatorBridge(BridgeNode):
         d.add('latency', lambda: self.diag_latency(self.latency))
         self.start_session(op)
 
-    # -- outputs (LiveKit thread -> publish worker) ------------------------------------------------
+    # -- outputs (published from the LiveKit thread) ----------------------------------------------
     def _robot(self) -> str:
         return self.operator.robot_identity() or ''
 
     def _on_observation(self, obs: PortalObservation) -> None:
         self._remember(obs.timestamp_us)
+        self.latency['observation_age'].add(obs.received_ns // 1000 - obs.timestamp_us)
         if self.observation_pub.get_subscription_count() == 0:
             return
-        robot = self._robot()
-        ring = self.latency['observation_bridge']
-
-        def publish() -> None:
-            self.observation_pub.publish(observation_to_msg(obs, self.track_order, self.joint_state_names, robot))
-            self.observations_published += 1
-            ring.add((time.time_ns() - obs.received_ns) // 1000)
-
-        self.worker.submit(publish)
+        # Published right here on the LiveKit thread: building and publishing costs 0.2 ms at 640x480 and
+        # 0.5 ms at 1280x720, while handing it to another thread cost ~4 ms of GIL handoff (measured).
+        self.observation_pub.publish(observation_to_msg(obs, self.track_order, self.joint_state_names, self._robot()))
+        self.observations_published += 1
+        self.latency['observation_bridge'].add((time.time_ns() - obs.received_ns) // 1000)
 
     def _remember(self, ts: int) -> None:
         if len(self._recent_obs) == self._recent_obs.maxlen:
@@ -193,7 +193,7 @@ class OperatorBridge(BridgeNode):
     def _on_frame(self, track: str, frame: VideoFrame) -> None:
         pub = self.image_pubs[track]
         if pub.get_subscription_count():
-            self.worker.submit(lambda: pub.publish(frame_to_image(frame, track)))
+            pub.publish(frame_to_image(frame, track))
 
     def _on_executed_action(self, action: Action) -> None:
         self.executed_pub.publish(executed_action(action, self._robot()))
@@ -360,7 +360,6 @@ class OperatorBridge(BridgeNode):
             'stalled_tracks': s.stalled_tracks,
             'last_blocker_track': s.last_blocker_track or '',
             'observations_published': self.observations_published,
-            'publish_dropped': self.worker.dropped,
         }
         if s.stalled_tracks:
             return WARN, f'stalled: {", ".join(s.stalled_tracks)}', values
@@ -397,10 +396,6 @@ class OperatorBridge(BridgeNode):
         counts = self.counts()
         errors = {k: v for k, v in counts.items() if k != 'not_connected'}
         return (WARN if errors else OK), f'{sum(errors.values())} inputs rejected' if errors else 'ok', counts
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        super().shutdown(timeout)
-        self.worker.stop()
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:

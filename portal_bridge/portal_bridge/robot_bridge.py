@@ -168,13 +168,13 @@ class RobotBridge(BridgeNode):
         self.player = ChunkPlayer()
         self._last_command: Any = None
         self._operator: Optional[str] = None
-        self._last_state_sent = 0.0
+        self._next_state_due = 0.0
         self.states_skipped = 0
         # Latency probes (µs), reported in the `latency` diagnostics task:
         # delivery = header stamp -> our callback (DDS + executor); bridge = callback -> handed to LiveKit;
         # command = action arrives from LiveKit -> command published.
-        self.latency = {name: SampleRing() for name in (
-            'state_delivery', 'state_bridge', 'frame_delivery', 'frame_bridge', 'command_bridge')}  # fmt: skip
+        probes = ('state_delivery', 'state_bridge', 'frame_delivery', 'frame_bridge', 'frame_codec', 'command_bridge')
+        self.latency = {name: SampleRing() for name in probes}
         self._holding = False
         self._last_hold = 0.0
         self._commands_published = 0
@@ -271,11 +271,14 @@ class RobotBridge(BridgeNode):
 
     def _on_joint_state(self, msg: JointState) -> None:
         if self.state_rate_hz > 0:
+            # Forward at exactly state_rate_hz on average (phase kept, no burst after a gap): a state
+            # rate even a little above the frame rate leaves states without frames to pair with.
             now = time.monotonic()
-            if now - self._last_state_sent < 0.9 / self.state_rate_hz:  # 10 % slack for publisher jitter
+            if now < self._next_state_due:
                 self.states_skipped += 1
                 return
-            self._last_state_sent = now
+            period = 1.0 / self.state_rate_hz
+            self._next_state_due = max(self._next_state_due + period, now - period / 2)
         start = time.perf_counter_ns()
         values, missing = self.state_map.extract(msg)
         if missing:
@@ -313,8 +316,11 @@ class RobotBridge(BridgeNode):
             rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
         stamp = self._stamp(msg.header)
         self.latency['frame_delivery'].add(now_us() - stamp)
+        converted = time.perf_counter_ns()
         self._send(lambda: self.robot.send_video_frame(spec.name, rgb, timestamp_us=stamp))
-        self.latency['frame_bridge'].add((time.perf_counter_ns() - start) // 1000)
+        # bridge = our conversion; codec = the SDK's RGB->I420 capture, or JPEG/PNG encoding
+        self.latency['frame_bridge'].add((converted - start) // 1000)
+        self.latency['frame_codec'].add((time.perf_counter_ns() - converted) // 1000)
 
     def _on_compressed(self, spec, msg: CompressedImage) -> None:
         fmt = compressed_format(msg)

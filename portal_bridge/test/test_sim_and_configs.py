@@ -119,3 +119,15 @@ def test_make_demo_shows_observations_flowing():
     assert 'Traceback' not in run.stdout + run.stderr
     for log in (ROOT / '.ws' / 'demo-logs').glob('*.log'):
         assert 'Traceback' not in log.read_text(errors='replace'), log.name
+
+
+@pytest.mark.livekit
+@pytest.mark.ros
+def test_benchmark_harness_smoke():
+    """`make bench` in its short form: every case runs and prints its table (no timing assertions)."""
+    env = dict(os.environ, BENCH_QUICK='1', ROS_DOMAIN_ID=str(base_domain() + 6))
+    run = subprocess.run([str(ROOT / 'scripts' / 'bench.sh')], env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for heading in ('## 1-3. Observation latency', '## 4. Action path', '## 5. Sustained load', '## 6. Scale'):
+        assert heading in run.stdout
+    assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout

@@ -43,10 +43,35 @@ from .wire_contract import VideoCodec
 __all__ = ['Operator', 'RECEIVE_RING']
 
 RECEIVE_RING = 8  # frames between a video stream and its processing (about 130 ms at 60 fps)
+NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
 _UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
 _ROBOT_POLL_TRIES = 30
+
+
+class _VideoStream(rtc.VideoStream):
+    """``rtc.VideoStream`` with a deeper native frame queue.
+
+    The SDK's native queue holds very few decoded frames; delivering each one to Python needs the
+    GIL, so a few milliseconds of Python work (publishing a 1280x720 observation) overflow it and
+    frames are lost before Python ever sees them ("native video stream queue overflow"). The FFI
+    request has a ``queue_size_frames`` field the Python class does not expose; set it here.
+    """
+
+    def _create_owned_stream(self) -> Any:
+        from livekit.rtc._ffi_client import FfiClient
+        from livekit.rtc._proto import ffi_pb2, video_frame_pb2
+
+        req = ffi_pb2.FfiRequest()
+        new = req.new_video_stream
+        new.track_handle = self._track._ffi_handle.handle
+        new.type = video_frame_pb2.VideoStreamType.VIDEO_STREAM_NATIVE
+        if self._format is not None:
+            new.format = self._format
+        new.normalize_stride = True
+        new.queue_size_frames = NATIVE_VIDEO_QUEUE
+        return FfiClient.instance.request(req).new_video_stream.stream
 
 
 class _FrameRing:
@@ -239,7 +264,7 @@ class Operator(ActionInbox, PortalSession):
     async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
         ring = _FrameRing(RECEIVE_RING)
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
-        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24)
+        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24)
         m = self._metrics
         untimed = 0
         try:

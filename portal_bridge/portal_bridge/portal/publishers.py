@@ -22,7 +22,9 @@ _log = logging.getLogger('portal_bridge.portal.publish')
 T = TypeVar('T')
 
 DATA_QUEUE_CAPACITY = 1024  # about 10 s of 100 Hz state
-FRAME_QUEUE_CAPACITY = 60  # about 1 s at 60 fps
+# Frame video: a short leaky queue. One 640x480 JPEG occupies the data channel for ~25 ms, so a
+# deep queue (livekit-portal keeps 60, ~2 s at 30 fps) turns any hiccup into seconds of latency.
+FRAME_QUEUE_CAPACITY = 4
 
 
 class SendQueue(Generic[T]):
