@@ -370,8 +370,13 @@ class Bench:
                          **{'cameras.cam0.topic': '/cam0/image_raw'}, action_timeout_ms=5000)  # fmt: skip
             procs.start('publisher', ['-m', 'bench.ros_publisher', '--cameras', '1'], self.base)
             time.sleep(1.0)
-            procs.start('operators', ['-m', 'bench.core_peer', 'operators', '--url', self.server.url, '--room', room,
-                                      '--count', str(operators), '--duration', '120'], self.base + 1)  # fmt: skip
+            # the driving operator has a process of its own; the others (watching the video) share one
+            procs.start('driver', ['-m', 'bench.core_peer', 'operators', '--url', self.server.url, '--room', room,
+                                   '--count', '1', '--duration', '120'], self.base + 1)  # fmt: skip
+            if operators > 1:
+                watchers = ['--count', str(operators - 1), '--duration', '120']
+                procs.start('watchers', ['-m', 'bench.core_peer', 'watchers', '--url', self.server.url, '--room', room,
+                                         *watchers], self.base + 1)  # fmt: skip
             if not self.wait(lambda: len(got) > 50, 90):
                 return {'error': 'no actions'}
             time.sleep(1)
@@ -502,8 +507,9 @@ def main() -> int:
                 scale_rows.append([str(n), r['error'], '', '', '', ''])
                 continue
             scale_rows.append([str(n), r['total']['p50'], r['total']['p95'], r['total']['p99'], r['rate'],
-                               r['cpu'].get('robot_bridge')])  # fmt: skip
-        emit(table(['operators', 'action p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'robot_bridge CPU %'], scale_rows))
+                               r['cpu'].get('robot_bridge'), r['cpu'].get('watchers')])  # fmt: skip
+        emit(table(['operators', 'action p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'robot_bridge CPU %',
+                    'watchers CPU %'], scale_rows))  # fmt: skip
     finally:
         b.close()
     if args.out:
@@ -515,7 +521,8 @@ def main() -> int:
             '(so all traffic crosses LiveKit); every bridge, publisher and peer is its own process; Fast DDS with '
             '`config/fastdds_large_messages.xml`. Latencies are wall-clock differences on this one host.\n\n'
         )
-        Path(args.out).write_text(header + '\n'.join(out) + '\n')
+        notes = (Path(__file__).parent / 'notes.md').read_text()
+        Path(args.out).write_text(header + '\n'.join(out) + '\n\n' + notes)
         print(f'wrote {args.out}')
     return 0
 

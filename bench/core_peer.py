@@ -55,8 +55,14 @@ async def run_robot(args: argparse.Namespace) -> None:
 async def run_operators(args: argparse.Namespace) -> None:
     c = contract(args.cameras, args.codec)
     ops = [Operator(c) for _ in range(args.count)]
+    prefix = 'watcher' if args.role == 'watchers' else 'op'
     for i, op in enumerate(ops):
-        await op.connect(args.url, api_key='devkey', api_secret='secret', identity=f'op{i}', room=args.room)
+        await op.connect(args.url, api_key='devkey', api_secret='secret', identity=f'{prefix}{i}', room=args.room)
+    if args.role == 'watchers':  # in the room, receiving video and state, never driving
+        await asyncio.sleep(args.duration)
+        for op in ops:
+            await op.disconnect()
+        return
     await ops[0].claim_control()
     n = 0
     end = time.monotonic() + args.duration
@@ -71,7 +77,7 @@ async def run_operators(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument('role', choices=['robot', 'operators'])
+    parser.add_argument('role', choices=['robot', 'operators', 'watchers'])
     parser.add_argument('--url', required=True)
     parser.add_argument('--room', required=True)
     parser.add_argument('--cameras', type=int, default=1)

@@ -149,12 +149,23 @@ class RobotBridge(BridgeNode):
             )
             self.chunk_mode = 'stepped'
 
-        self.robot = Robot(
-            c,
-            session=self.room,
-            e2ee_key=self.e2ee_key,
-            access=AccessPolicy(frozenset(allowed), frozenset(supervisors)),
+        degradation = p(
+            'video_degradation',
+            'maintain_framerate_and_resolution',
+            'What WebRTC video gives up when CPU or bandwidth runs short: maintain_framerate_and_resolution '
+            '(quality drops; every state keeps a frame, images keep their size), maintain_framerate, '
+            'maintain_resolution or balanced (WebRTC default).',
         )
+        try:
+            self.robot = Robot(
+                c,
+                session=self.room,
+                e2ee_key=self.e2ee_key,
+                access=AccessPolicy(frozenset(allowed), frozenset(supervisors)),
+                video_degradation=degradation,
+            )
+        except ValueError as exc:
+            raise SystemExit(self._fatal(f'video_degradation: {exc}')) from None
         self.robot.on_action(self._on_action)
         if self.chunk_name:
             self.robot.on_action_chunk(self.chunk_name, self._on_chunk)

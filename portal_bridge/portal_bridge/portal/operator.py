@@ -264,7 +264,8 @@ class Operator(ActionInbox, PortalSession):
     async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
         ring = _FrameRing(RECEIVE_RING)
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
-        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24)
+        # bounded: the SDK's own queue is unbounded by default and grows when the loop falls behind
+        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24, capacity=2 * RECEIVE_RING)
         m = self._metrics
         untimed = 0
         try:

@@ -54,6 +54,12 @@ _RTC_CODECS = {
     VideoCodec.AV1: rtc.VideoCodec.AV1,
     VideoCodec.H265: rtc.VideoCodec.H265,
 }
+_DEGRADATION = {
+    name: rtc.TrackPublishOptions.DESCRIPTOR.fields_by_name['degradation_preference']
+    .enum_type.values_by_name[f'DEGRADATION_PREFERENCE_{name.upper()}']
+    .number
+    for name in ('maintain_framerate_and_resolution', 'maintain_framerate', 'maintain_resolution', 'balanced')
+}
 _log = logging.getLogger('portal_bridge.portal.robot')
 
 
@@ -103,9 +109,22 @@ class Robot(ActionInbox, PortalSession):
 
     role = 'robot'
 
-    def __init__(self, contract, *, access: Optional[AccessPolicy] = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        contract,
+        *,
+        access: Optional[AccessPolicy] = None,
+        video_degradation: str = 'maintain_framerate_and_resolution',
+        **kwargs: Any,
+    ) -> None:
         super().__init__(contract, **kwargs)
+        if video_degradation not in _DEGRADATION:
+            raise ValueError(f'video_degradation must be one of {", ".join(_DEGRADATION)}')
         self.access = access or AccessPolicy()
+        # When the encoder runs short of CPU or bandwidth, WebRTC lowers frame rate or resolution
+        # ("balanced" by default). Observations need a frame for every state and datasets a fixed
+        # size, so by default quality gives way instead; "balanced" restores WebRTC's choice.
+        self.video_degradation = video_degradation
         c = self.contract
         self._init_inbox()
         self._state_codec = StateCodec(c.state) if c.state else None
@@ -152,6 +171,7 @@ class Robot(ActionInbox, PortalSession):
                 simulcast=False,
                 video_encoding=rtc.VideoEncoding(max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps),
                 frame_metadata_features=[rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP],
+                degradation_preference=_DEGRADATION[self.video_degradation],
             )
             try:
                 await lp.publish_track(track, options)
