@@ -42,8 +42,8 @@ from .wire_contract import VideoCodec
 
 __all__ = ['Operator', 'RECEIVE_RING']
 
-RECEIVE_RING = 8  # frames between a video stream and its processing (about 130 ms at 60 fps)
-NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy
+RECEIVE_RING = 4  # frames between a video stream and its processing (about 130 ms at 30 fps)
+NATIVE_VIDEO_QUEUE = 4  # decoded frames the SDK may hold while Python is busy
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
 _UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
@@ -265,7 +265,7 @@ class Operator(ActionInbox, PortalSession):
         ring = _FrameRing(RECEIVE_RING)
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
         # bounded: the SDK's own queue is unbounded by default and grows when the loop falls behind
-        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24, capacity=2 * RECEIVE_RING)
+        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24, capacity=RECEIVE_RING)
         m = self._metrics
         untimed = 0
         try:
