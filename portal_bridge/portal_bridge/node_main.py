@@ -12,23 +12,6 @@ from rclpy.node import Node
 __all__ = ['run_node']
 
 
-def _return_large_buffers_to_the_os() -> None:
-    """Have glibc mmap (and unmap on free) every allocation of 1 MiB or more.
-
-    Camera frames are megabyte buffers allocated and freed at 30 Hz per camera. With glibc's
-    dynamic threshold, once such a buffer is freed the threshold rises and later ones come from
-    heap arenas that fragment: RSS creeps up by tens of MiB without a leak (measured: +65 MiB over
-    60 s on a loaded operator, +5 MiB with this). Same as MALLOC_MMAP_THRESHOLD_=1048576.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
     """``main()`` body of the node executables: on Ctrl-C or SIGTERM, clean up and exit 0.
 
@@ -47,7 +30,6 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    _return_large_buffers_to_the_os()
     code = 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
