@@ -156,6 +156,12 @@ class RobotBridge(BridgeNode):
             '(quality drops; every state keeps a frame, images keep their size), maintain_framerate, '
             'maintain_resolution or balanced (WebRTC default).',
         )
+        publish_executed = p(
+            'publish_executed',
+            True,
+            'Re-broadcast every accepted action and chunk with its sender, so recorders (operator_bridge with '
+            'action_subscription) record exactly what was executed across handoffs. Other Portal peers ignore it.',
+        )
         try:
             self.robot = Robot(
                 c,
@@ -163,6 +169,7 @@ class RobotBridge(BridgeNode):
                 e2ee_key=self.e2ee_key,
                 access=AccessPolicy(frozenset(allowed), frozenset(supervisors)),
                 video_degradation=degradation,
+                echo_executed=publish_executed,
             )
         except ValueError as exc:
             raise SystemExit(self._fatal(f'video_degradation: {exc}')) from None

@@ -290,3 +290,38 @@ async def test_disconnect_leaves_session_reusable(livekit_server, room_name):
             await op.disconnect()
             assert op.active_operator() is None and not op.is_connected
         assert op.metrics().transport.actions_sent == 3  # counters survive disconnect
+
+
+@async_test()
+async def test_recorder_takes_the_robots_record_when_the_robot_publishes_it(livekit_server, room_name):
+    """Exactly what the robot executed, once each, with the right sender, across fast handoffs."""
+    async with Peers(livekit_server, room_name) as peers:
+        c = fixture_contract()
+        robot = await peers.robot(c, echo_executed=True)
+        accepted = []
+        robot.on_action(accepted.append)
+        recorder = await peers.operator(fixture_contract(action_subscription=True), 'recorder')
+        recorded = []
+        recorder.on_action(recorded.append)
+        a = await peers.operator(fixture_contract(action_subscription=True), 'a', claim=True)
+        a_got = []
+        a.on_action(a_got.append)
+        b = await peers.operator(c, 'b')
+        await wait_for(lambda: 'b' in robot.operators() and 'recorder' in robot.operators())
+        for round_ in range(4):  # hand over while both keep sending: no waiting for packets to settle
+            for i in range(25):
+                a.send_action({'j': 1000 * round_ + i})
+                b.send_action({'j': 2000 + 1000 * round_ + i})
+            await (b if round_ % 2 == 0 else a).claim_control()
+        await hold_for(0.5)
+        await wait_for(lambda: len(recorded) == len(accepted) and accepted)
+        await hold_for(0.3)
+
+        def key(actions):
+            return [(x.sender, x.values['j'], x.timestamp_us) for x in actions]
+
+        assert key(recorded) == key(accepted)
+        assert len({x.sender for x in accepted}) == 2
+        # 'a' subscribes too and drives part of the time: it gets the robot's record once, with
+        # no second copy of its own actions from a local echo
+        assert key(a_got) == key(accepted)

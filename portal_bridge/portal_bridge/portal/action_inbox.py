@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .errors import UnknownChunk
-from .packets import ActionCodec, ChunkCodec, PacketError, peek_fingerprint
+from .packets import EXECUTED_ACTION, EXECUTED_CHUNK, ActionCodec, ChunkCodec, PacketError, peek_fingerprint
 from .records import Action, ActionChunk, typed_map
 from .session import now_us
 
@@ -35,6 +35,9 @@ class ActionInbox:
 
     def _inbox_enabled(self) -> bool:
         return True
+
+    def _accepted(self, kind: int, sender: str, payload: bytes) -> None:
+        """Hook: an action or chunk passed the gate and decoded (the robot re-broadcasts it)."""
 
     def _chunk_codec(self, name: str) -> ChunkCodec:
         codec = self._chunk_by_name.get(name)
@@ -79,6 +82,10 @@ class ActionInbox:
     def _on_action_packet(self, data: bytes, sender: str) -> None:
         if not self._inbox_enabled() or not self._gate(sender):
             return
+        self._take_action(data, sender)
+
+    def _take_action(self, data: bytes, sender: str) -> None:
+        """Decode an action that passed the gate (here, or the robot's) and deliver it."""
         if self._action_codec is None:
             self._metrics.drop('schema-mismatch')
             return
@@ -93,11 +100,16 @@ class ActionInbox:
         m.action_jitter.update(ts, now)
         m.correlation(reply, now)
         names = self._action_codec.names
+        self._accepted(EXECUTED_ACTION, sender, data)
         self._deliver_action(Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names))
 
     def _on_chunk_stream(self, payload: bytes, sender: str) -> None:
         if not self._inbox_enabled() or not self._gate(sender):  # gated at completion time
             return
+        self._take_chunk(payload, sender)
+
+    def _take_chunk(self, payload: bytes, sender: str) -> None:
+        """Decode a chunk that passed the gate (here, or the robot's) and deliver it."""
         fp = peek_fingerprint(payload)
         codec = self._chunk_codecs.get(fp) if fp is not None else None
         if codec is None:
@@ -119,6 +131,7 @@ class ActionInbox:
         m.action_chunks_received += 1
         m.action_chunk_jitter.update(chunk.timestamp_us, now)
         m.correlation(chunk.in_reply_to_ts_us, now)
+        self._accepted(EXECUTED_CHUNK, sender, payload)
         self._deliver_chunk(self._chunk_record(codec, chunk, sender))
 
     @staticmethod

@@ -24,13 +24,16 @@ from .action_inbox import ActionInbox
 from .errors import NoPeer, NotConnected, UnknownVideoTrack
 from .frame_video import FrameVideoError, decode_payload, parse_header
 from .frames import VideoFrame
-from .packets import PacketError, StateCodec
+from .packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
 from .publishers import DATA_QUEUE_CAPACITY, SendQueue, send_stream
 from .records import Action, Observation, State, typed_map
 from .session import (
+    EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
     TOPIC_ACTION_CHUNK,
+    TOPIC_EXECUTED,
+    TOPIC_EXECUTED_CHUNK,
     TOPIC_FRAME_VIDEO,
     TOPIC_STATE,
     PortalSession,
@@ -116,6 +119,7 @@ class Operator(ActionInbox, PortalSession):
         self._chunk_queues: dict[str, SendQueue[bytes]] = {}
         self._frame_rings: dict[str, _FrameRing] = {}
         self._consumers: dict[tuple[str, str], asyncio.Task] = {}
+        self._robot_echoes = False
         self._decoder: Optional[ThreadPoolExecutor] = None
         self._overflow_logged_at: dict[str, float] = {}
         self._latest_state: Optional[State] = None
@@ -140,19 +144,37 @@ class Operator(ActionInbox, PortalSession):
 
     # -- setup ------------------------------------------------------------------------------------
     def _inbox_enabled(self) -> bool:
-        return self.contract.action_subscription
+        # With a robot that re-broadcasts what it executed, its record is the only source.
+        return self.contract.action_subscription and not self._robot_echoes
+
+    def _on_executed(self, payload: bytes, sender: str) -> None:
+        """The robot's record of an accepted action or chunk (portal_bridge extension)."""
+        if not self.contract.action_subscription or not self._from_robot(sender, 'executed action'):
+            return
+        try:
+            kind, who, packet = decode_executed(payload)
+        except PacketError as exc:
+            self._count_packet_error(exc, 'executed action', sender)
+            return
+        self._robot_echoes = True
+        if kind == EXECUTED_ACTION:
+            self._take_action(packet, who)
+        else:
+            self._take_chunk(packet, who)
 
     def _data_handlers(self):
         handlers = super()._data_handlers()
         handlers[TOPIC_STATE] = self._on_state_packet
         if self.contract.action_subscription:
             handlers[TOPIC_ACTION] = self._on_action_packet
+            handlers[TOPIC_EXECUTED] = self._on_executed
         return handlers
 
     def _stream_handlers(self):
         handlers = {TOPIC_FRAME_VIDEO: self._on_frame_stream}
         if self.contract.action_subscription:
             handlers[TOPIC_ACTION_CHUNK] = self._on_chunk_stream
+            handlers[TOPIC_EXECUTED_CHUNK] = self._on_executed
         return handlers
 
     def _stream_size_limit(self, topic: str) -> int:
@@ -208,6 +230,7 @@ class Operator(ActionInbox, PortalSession):
             self._action_codec.reset()
 
     def _clear_received(self) -> None:
+        self._robot_echoes = False  # learnt again from the robot's attributes
         self._sync.clear()
         self._latest_state = None
         self._latest_observation = None
@@ -215,6 +238,7 @@ class Operator(ActionInbox, PortalSession):
         self._clear_inbox()
 
     def _on_robot_attributes(self, attributes: dict[str, str]) -> None:
+        self._robot_echoes = attributes.get(EXECUTED_ATTR) == '1'
         self._update_active(attributes.get(ACTIVE_OPERATOR_ATTR) or None)
 
     # -- receive: state ---------------------------------------------------------------------------
@@ -439,6 +463,8 @@ class Operator(ActionInbox, PortalSession):
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _echo_wanted(self) -> bool:
+        if self._robot_echoes:  # the robot's record includes our own actions
+            return False
         return self.contract.action_subscription and self._active is not None and self._active == self._identity
 
     def send_action(

@@ -34,6 +34,10 @@ __all__ = [
     'encode_rtt',
     'decode_rtt',
     'peek_fingerprint',
+    'EXECUTED_ACTION',
+    'EXECUTED_CHUNK',
+    'encode_executed',
+    'decode_executed',
 ]
 
 _log = logging.getLogger('portal_bridge.portal.packets')
@@ -318,3 +322,31 @@ def decode_rtt(payload: bytes) -> tuple[int, int] | None:
     if kind not in (RTT_PING, RTT_PONG):
         return None
     return kind, ts
+
+
+# -- portal_bridge extension: what the robot executed -----------------------------------------------
+# [u8 version=1][u8 kind (0 action, 1 chunk)][u16 sender_len][sender UTF-8][the accepted packet]
+_EXECUTED = struct.Struct('<BBH')
+EXECUTED_ACTION = 0
+EXECUTED_CHUNK = 1
+
+
+def encode_executed(kind: int, sender: str, packet: bytes) -> bytes:
+    """Wrap an accepted action or chunk payload with the sender that passed the robot's gate."""
+    raw = sender.encode('utf-8')
+    return _EXECUTED.pack(1, kind, len(raw)) + raw + packet
+
+
+def decode_executed(payload: bytes) -> tuple[int, str, bytes]:
+    """Return ``(kind, sender, packet)``; PacketError('bad-payload') on anything malformed."""
+    if len(payload) < _EXECUTED.size:
+        raise PacketError('bad-payload', 'executed-action record shorter than its header')
+    version, kind, n = _EXECUTED.unpack_from(payload)
+    end = _EXECUTED.size + n
+    if version != 1 or kind not in (EXECUTED_ACTION, EXECUTED_CHUNK) or len(payload) < end:
+        raise PacketError('bad-payload', f'malformed executed-action record (version {version}, kind {kind})')
+    try:
+        sender = bytes(payload[_EXECUTED.size : end]).decode('utf-8')
+    except UnicodeDecodeError:
+        raise PacketError('bad-payload', 'executed-action sender is not UTF-8') from None
+    return kind, sender, bytes(payload[end:])

@@ -30,12 +30,15 @@ from .errors import (
 )
 from .frame_video import FrameVideoError, encode_frame, frame_header
 from .frames import FrameBuffer
-from .packets import StateCodec
+from .packets import EXECUTED_ACTION, StateCodec, encode_executed
 from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
 from .session import (
+    EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
     TOPIC_ACTION_CHUNK,
+    TOPIC_EXECUTED,
+    TOPIC_EXECUTED_CHUNK,
     TOPIC_FRAME_VIDEO,
     TOPIC_STATE,
     PortalSession,
@@ -115,6 +118,7 @@ class Robot(ActionInbox, PortalSession):
         *,
         access: Optional[AccessPolicy] = None,
         video_degradation: str = 'maintain_framerate_and_resolution',
+        echo_executed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(contract, **kwargs)
@@ -125,6 +129,11 @@ class Robot(ActionInbox, PortalSession):
         # ("balanced" by default). Observations need a frame for every state and datasets a fixed
         # size, so by default quality gives way instead; "balanced" restores WebRTC's choice.
         self.video_degradation = video_degradation
+        # portal_bridge extension: re-broadcast every accepted action and chunk with its sender, so
+        # recorders get exactly what was executed (a mirror of the pointer races with handoffs).
+        self.echo_executed = echo_executed
+        self._executed_queue: Optional[SendQueue[bytes]] = None
+        self._executed_chunk_queue: Optional[SendQueue[bytes]] = None
         c = self.contract
         self._init_inbox()
         self._state_codec = StateCodec(c.state) if c.state else None
@@ -148,10 +157,31 @@ class Robot(ActionInbox, PortalSession):
         return {TOPIC_ACTION_CHUNK: self._on_chunk_stream}
 
     def _own_attributes(self) -> dict[str, str]:
-        return {ROLE_ATTR: self.role, ACTIVE_OPERATOR_ATTR: self._active or ''}
+        attrs = {ROLE_ATTR: self.role, ACTIVE_OPERATOR_ATTR: self._active or ''}
+        if self.echo_executed:
+            attrs[EXECUTED_ATTR] = '1'
+        return attrs
+
+    def _accepted(self, kind: int, sender: str, payload: bytes) -> None:
+        queue = self._executed_queue if kind == EXECUTED_ACTION else self._executed_chunk_queue
+        if queue is None:
+            return
+        accepted, _ = queue.put(encode_executed(kind, sender, payload))
+        if not accepted:
+            self._metrics.drop('executed-echo-full')
 
     async def _setup_role(self, room: rtc.Room) -> None:
         lp = room.local_participant
+        loop = self._loop
+        assert loop is not None
+        if self.echo_executed:  # announced before any action can be accepted
+            await lp.set_attributes({EXECUTED_ATTR: '1'})
+            self._executed_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
+            self._start_drainer('executed', self._executed_queue, self._data_sender(TOPIC_EXECUTED, True))
+            self._executed_chunk_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
+            self._start_drainer(
+                'executed-chunks', self._executed_chunk_queue, self._stream_sender(TOPIC_EXECUTED_CHUNK, 'executed')
+            )
         kept = self._active  # kept across an automatic reconnect
         if kept is None:
             seed = lp.attributes.get(ACTIVE_OPERATOR_ATTR) or None
@@ -179,8 +209,6 @@ class Robot(ActionInbox, PortalSession):
                 raise RoomError(f"could not publish video track '{spec.name}': {exc}") from exc
             self._sources[spec.name] = source
             self.log.info("[%s] published video track '%s' (%s)", self.session, spec.name, spec.codec.name)
-        loop = self._loop
-        assert loop is not None
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
@@ -218,6 +246,8 @@ class Robot(ActionInbox, PortalSession):
     async def _teardown_role(self) -> None:
         await self._stop_drainers()
         self._state_queue = None
+        self._executed_queue = None
+        self._executed_chunk_queue = None
         self._frame_queues.clear()
         sources, self._sources = self._sources, {}
         for source in sources.values():

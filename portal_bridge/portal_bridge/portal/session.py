@@ -54,6 +54,9 @@ __all__ = [
     'TOPIC_FRAME_VIDEO',
     'TOPIC_RTT',
     'SET_ACTIVE_OPERATOR_RPC',
+    'TOPIC_EXECUTED',
+    'TOPIC_EXECUTED_CHUNK',
+    'EXECUTED_ATTR',
 ]
 
 TOPIC_STATE = 'portal_state'
@@ -62,6 +65,10 @@ TOPIC_ACTION_CHUNK = 'portal_action_chunk'
 TOPIC_FRAME_VIDEO = 'portal_frame_video'
 TOPIC_RTT = 'portal_rtt'
 SET_ACTIVE_OPERATOR_RPC = 'portal.set_active_operator'
+# portal_bridge extension (ignored by other Portal peers): the robot re-broadcasts what it executed.
+TOPIC_EXECUTED = 'portal_bridge_executed'
+TOPIC_EXECUTED_CHUNK = 'portal_bridge_executed_chunk'
+EXECUTED_ATTR = 'portal_bridge.executed'
 ROLE_ROBOT = 'robot'
 ROLE_OPERATOR = 'operator'
 
