@@ -42,7 +42,7 @@ LATCHED = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-_RETRY_S = (1.0, 2.0, 5.0)
+_RETRY_S = (1.0, 2.0)
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
     int: ParameterType.PARAMETER_INTEGER,

@@ -109,7 +109,6 @@ class OperatorBridge(BridgeNode):
         self._recent_obs: deque[int] = deque(maxlen=_RECENT_OBSERVATIONS)
         self._recent_set: set[int] = set()
         self._claimed = False
-        self._robot_seen: Optional[str] = None
         self.observations_published = 0
         self.executed_published = 0
         # Latency probes (µs), reported in the `latency` diagnostics task: observation = emitted by the
@@ -324,18 +323,18 @@ class OperatorBridge(BridgeNode):
         self._claimed = False
 
     async def _auto_claim_loop(self) -> None:
-        """Claim once per connection when the robot is there; again if it returns without an operator."""
+        """Claim once per connection when the robot is there; again when a robot (re)joins with nobody in control."""
         op = self.operator
+        arrivals = op.robot_arrivals
         while True:
             await asyncio.sleep(0.2)
-            if not op.is_connected:
+            if not op.is_connected or op.robot_identity() is None:
                 continue
-            robot = op.robot_identity()
-            if robot != self._robot_seen:
-                if self._robot_seen is not None and robot is not None and op.active_operator() is None:
-                    self._claimed = False  # the robot came back with nobody in control
-                self._robot_seen = robot
-            if robot is None or self._claimed:
+            if op.robot_arrivals != arrivals:
+                arrivals = op.robot_arrivals
+                if op.active_operator() is None:
+                    self._claimed = False  # the robot restarted with nobody in control
+            if self._claimed:
                 continue
             self._claimed = True
             try:

@@ -24,7 +24,10 @@ class _RosLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            if record.levelno >= logging.ERROR:
+            # The SDK logs each failed attempt of an automatic reconnect as an error; the bridge reports
+            # the connection state itself, at the right level, so SDK lines stop at WARN.
+            sdk = record.name.startswith('livekit')
+            if record.levelno >= logging.ERROR and not sdk:
                 self._logger.error(message)
             elif record.levelno >= logging.WARNING:
                 self._logger.warning(message)

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from typing import Any, Awaitable, Callable, Mapping, Optional, Union
+import urllib.parse
 
 from livekit import rtc
 
@@ -75,7 +76,7 @@ ROLE_OPERATOR = 'operator'
 DEFAULT_RPC_TIMEOUT_S = 15.0
 _PONG_QUEUE = 64
 _OWN_PINGS_REMEMBERED = 32
-_RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+_RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0)  # capped low: a returning server should see us within seconds
 
 RpcInvocation = rtc.RpcInvocationData
 RpcHandler = Callable[[rtc.RpcInvocationData], Union[str, None, Awaitable[Optional[str]]]]
@@ -120,6 +121,7 @@ class PortalSession:
         self._closing = False
         self._connect_args: Optional[dict[str, Any]] = None
         self._reconnect_task: Optional[asyncio.Task] = None
+        self._server_watch: Optional[asyncio.Task] = None
         self.reconnect_count = 0
         self._tasks: set[asyncio.Task] = set()
         self._drainers: list[Drainer] = []
@@ -129,6 +131,7 @@ class PortalSession:
         # control plane
         self._active: Optional[str] = None
         self._robot_identity: Optional[str] = None
+        self.robot_arrivals = 0  # bumped whenever a robot joins (or rejoins) the room
         self._operators: set[str] = set()
         # rtt
         self._own_pings: deque[int] = deque(maxlen=_OWN_PINGS_REMEMBERED)
@@ -346,6 +349,8 @@ class PortalSession:
         role = participant.attributes.get(ROLE_ATTR)
         ident = participant.identity
         if role == ROLE_ROBOT:
+            if self._robot_identity != ident:
+                self.robot_arrivals += 1
             self._robot_identity = ident
             self._on_robot_attributes(participant.attributes)
         elif role == ROLE_OPERATOR and ident not in self._operators:
@@ -365,6 +370,39 @@ class PortalSession:
     def _on_reconnecting(self) -> None:
         self.log.warning('[%s] connection lost; reconnecting', self.session)
         self._set_state(ConnectionState.RECONNECTING)
+        if self._server_watch is None:
+            self._server_watch = self._spawn(self._watch_server(), 'server-watch')
+
+    async def _watch_server(self) -> None:
+        """While the SDK retries on its own schedule, watch the server; rejoin as soon as it is back.
+
+        After a server crash the SDK's attempts back off to several seconds apart; probing the signal
+        port lets the session reconnect within a fraction of a second of the server's return.
+        """
+        assert self._connect_args is not None
+        url = urllib.parse.urlparse(self._connect_args['url'])
+        host = url.hostname or '127.0.0.1'
+        port = url.port or (443 if url.scheme in ('wss', 'https') else 80)
+        was_down = False
+        try:
+            while self._state is ConnectionState.RECONNECTING and not self._closing:
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+                    writer.close()
+                    up = True
+                except (OSError, asyncio.TimeoutError):
+                    up = False
+                if not up:
+                    was_down = True
+                elif was_down:
+                    await asyncio.sleep(0.2)  # give a fresh server a moment to accept joins
+                    if self._state is ConnectionState.RECONNECTING and self._reconnect_task is None:
+                        self.log.info('[%s] server is back; rejoining', self.session)
+                        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop(0))
+                    return
+                await asyncio.sleep(0.25)
+        finally:
+            self._server_watch = None
 
     def _on_reconnected(self) -> None:
         self.reconnect_count += 1
@@ -396,12 +434,12 @@ class PortalSession:
         if self.auto_reconnect and self._reconnect_task is None:
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
-    async def _reconnect_loop(self) -> None:
+    async def _reconnect_loop(self, first_delay: Optional[float] = None) -> None:
         attempt = 0
         try:
             while not self._closing:
                 delay = _RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)]
-                await asyncio.sleep(delay)
+                await asyncio.sleep(first_delay if attempt == 0 and first_delay is not None else delay)
                 attempt += 1
                 async with self._lifecycle:
                     if self._closing:

@@ -64,14 +64,15 @@ class LiveKitServer:
     log_path: Path
     api_key: str = API_KEY
     api_secret: str = API_SECRET
+    host: str = '127.0.0.1'
 
     @property
     def url(self) -> str:
-        return f'ws://127.0.0.1:{self.port}'
+        return f'ws://{self.host}:{self.port}'
 
     @property
     def http_url(self) -> str:
-        return f'http://127.0.0.1:{self.port}'
+        return f'http://{self.host}:{self.port}'
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -101,13 +102,13 @@ class LiveKitServer:
             return ''
 
 
-def config_body(port: int, tcp_port: int, udp_port: int) -> str:
+def config_body(port: int, tcp_port: int, udp_port: int, node_ip: str = '127.0.0.1') -> str:
     return (
         f'port: {port}\n'
         'rtc:\n'
         f'  tcp_port: {tcp_port}\n'
         f'  udp_port: {udp_port}\n'
-        '  node_ip: 127.0.0.1\n'
+        f'  node_ip: {node_ip}\n'
         '  use_external_ip: false\n'
         'logging:\n'
         '  level: info\n'
@@ -122,6 +123,7 @@ def start_server(
     timeout: float = 20.0,
     netns: str | None = None,
     attempts: int = 3,
+    node_ip: str = '127.0.0.1',
 ) -> LiveKitServer:
     """Start a dev-mode server (optionally inside a network namespace) and wait until it answers.
 
@@ -134,7 +136,7 @@ def start_server(
             port, tcp_port, udp_port = free_ports()
         try:
             return _start_once(
-                port, udp_port or free_port(socket.SOCK_DGRAM), tcp_port or free_port(), bind, timeout, netns
+                port, udp_port or free_port(socket.SOCK_DGRAM), tcp_port or free_port(), bind, timeout, netns, node_ip
             )
         except _EarlyExit as exc:
             if fixed or attempt == attempts - 1:
@@ -146,16 +148,18 @@ class _EarlyExit(RuntimeError):
     pass
 
 
-def _start_once(port: int, udp_port: int, tcp_port: int, bind: str, timeout: float, netns: str | None) -> LiveKitServer:
+def _start_once(
+    port: int, udp_port: int, tcp_port: int, bind: str, timeout: float, netns: str | None, node_ip: str
+) -> LiveKitServer:
     log_path = Path(tempfile.mkstemp(prefix='livekit-server-', suffix='.log')[1])
-    cmd = [server_binary(), '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port)]
+    cmd = [server_binary(), '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port, node_ip)]
     if netns:
         cmd = ['ip', 'netns', 'exec', netns, *cmd]
     log = open(log_path, 'wb')  # noqa: SIM115 - the process owns it
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveKitServer(process, port, udp_port, tcp_port, log_path)
-    deadline = time.monotonic() + timeout
     host = bind if bind != '0.0.0.0' else '127.0.0.1'
+    server = LiveKitServer(process, port, udp_port, tcp_port, log_path, host=host)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise _EarlyExit(f'livekit-server exited with {process.returncode}:\n{server.log_tail()}')
