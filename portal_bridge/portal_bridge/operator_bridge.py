@@ -77,6 +77,12 @@ class OperatorBridge(BridgeNode):
             self.contract.action_subscription,
             'Receive the executed actions of the active operator (recorders); default from the contract.',
         )
+        sync_slack = p(
+            'sync_slack',
+            0,
+            "Depth of the sync buffers in ticks (0: the contract's slack). Local to this operator, so it can be "
+            'raised for a lossy link: states wait for frames delayed by retransmissions up to slack / fps.',
+        )
         self.publish_camera_images = p('publish_camera_images', True, 'Publish ~/<camera>/image_raw for rviz.')
         qos_mode = p('qos_reliability', 'auto', f'Input subscription reliability: {", ".join(QOS_MODES)}.')
         self.joint_state_names = self.list_param(
@@ -92,12 +98,16 @@ class OperatorBridge(BridgeNode):
             problems.append(f'joint_state_names needs {len(self.contract.state)} names (one per state field)')
         if stall_ms < 0:
             problems.append('stall_max_lag_ms must be >= 0')
+        if sync_slack < 0:
+            problems.append('sync_slack must be >= 0')
         if qos_mode not in QOS_MODES:
             problems.append(f"qos_reliability '{qos_mode}' must be one of {', '.join(QOS_MODES)}")
         if problems:
             raise SystemExit(self._fatal('; '.join(problems))) from None
 
-        contract = dataclasses.replace(self.contract, action_subscription=bool(subscribe))
+        contract = dataclasses.replace(
+            self.contract, action_subscription=bool(subscribe), slack=sync_slack or self.contract.slack
+        )
         self.operator = Operator(
             contract,
             session=self.room,

@@ -46,7 +46,7 @@ from .wire_contract import VideoCodec
 __all__ = ['Operator', 'RECEIVE_RING']
 
 RECEIVE_RING = 4  # frames between a video stream and its processing (about 130 ms at 30 fps)
-NATIVE_VIDEO_QUEUE = 4  # decoded frames the SDK may hold while Python is busy
+NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy (bursts after a stall)
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
 _UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
