@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / 'portal_bridge' / 'test'))
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
+from support.child_process import spawn  # noqa: E402
 from support.livekit_server import start_server  # noqa: E402
 
 from portal_bridge_msgs.msg import Observation  # noqa: E402
@@ -95,7 +96,7 @@ class Processes:
     def start(self, name: str, args: list[str], domain: int) -> None:
         env = dict(self.env, ROS_DOMAIN_ID=str(domain))
         log = open(self.logs / f'{name}.log', 'wb')  # noqa: SIM115
-        self.procs[name] = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = spawn([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def bridge(self, name: str, kind: str, domain: int, **params: Any) -> None:
         args = ['-m', f'portal_bridge.{kind}', '--ros-args']

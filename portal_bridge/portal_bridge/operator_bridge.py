@@ -77,6 +77,12 @@ class OperatorBridge(BridgeNode):
             self.contract.action_subscription,
             'Receive the executed actions of the active operator (recorders); default from the contract.',
         )
+        expected_robot = p(
+            'robot_identity',
+            '',
+            'Identity of the robot to accept. Empty: the first participant with the robot role (others claiming '
+            'it meanwhile are ignored and counted).',
+        )
         sync_slack = p(
             'sync_slack',
             0,
@@ -114,6 +120,7 @@ class OperatorBridge(BridgeNode):
             e2ee_key=self.e2ee_key,
             stall_policy=StallPolicy(stall_ms) if stall_ms > 0 else None,
         )
+        self.operator.expected_robot = expected_robot or None
         self.track_order = contract.track_order
         self.action_fields = [f.name for f in contract.action]
         self._recent_obs: deque[int] = deque(maxlen=_RECENT_OBSERVATIONS)

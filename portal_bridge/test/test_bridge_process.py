@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from support.child_process import spawn
 from support.portal_peers import Peers, fixture_contract
 from support.waiting import async_test, wait_for
 
@@ -30,7 +31,7 @@ def start(module, tmp_path, server, room, **params):
     for k, v in params.items():
         args += ['-p', f'{k}:={v}']
     env = dict(os.environ, LIVEKIT_API_KEY=server.api_key, LIVEKIT_API_SECRET=server.api_secret)
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return spawn(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])

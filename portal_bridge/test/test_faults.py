@@ -16,6 +16,7 @@ from geometry_msgs.msg import Twist
 import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+from support.child_process import spawn
 from support.impaired_network import PROFILE_1, PROFILE_2, ImpairedNetwork
 from support.livekit_server import free_ports, start_server
 from support.ros_world import RELIABLE, BridgeWorld
@@ -175,7 +176,7 @@ def test_killed_operator_process_trips_the_watchdog(livekit_server, room_name, t
         )
         env = dict(os.environ, ROS_DOMAIN_ID=str(world.operator_side.domain_id),
                    LIVEKIT_API_KEY=livekit_server.api_key, LIVEKIT_API_SECRET=livekit_server.api_secret)  # fmt: skip
-        proc = subprocess.Popen(
+        proc = spawn(
             [sys.executable, '-m', 'portal_bridge.operator_bridge', '--ros-args', '-p', f'livekit_url:={livekit_server.url}',
              '-p', f'room:={room_name}', '-p', f'contract_file:={c}', '-p', 'identity:=pilot', '-p', 'auto_claim:=true'],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -132,6 +132,7 @@ class PortalSession:
         self._active: Optional[str] = None
         self._robot_identity: Optional[str] = None
         self.robot_arrivals = 0  # bumped whenever a robot joins (or rejoins) the room
+        self.expected_robot: Optional[str] = None  # if set, only this identity is taken as the robot
         self._operators: set[str] = set()
         # rtt
         self._own_pings: deque[int] = deque(maxlen=_OWN_PINGS_REMEMBERED)
@@ -349,6 +350,8 @@ class PortalSession:
         role = participant.attributes.get(ROLE_ATTR)
         ident = participant.identity
         if role == ROLE_ROBOT:
+            if not self._accept_robot(ident):
+                return
             if self._robot_identity != ident:
                 self.robot_arrivals += 1
             self._robot_identity = ident
@@ -356,6 +359,29 @@ class PortalSession:
         elif role == ROLE_OPERATOR and ident not in self._operators:
             self._operators.add(ident)
             self._emit(self._cb_operator_joined, ident)
+
+    def _accept_robot(self, ident: str) -> bool:
+        """Whether ``ident`` may be this session's robot (a room has one robot).
+
+        The first participant with the robot role keeps it while it is in the room (or the one
+        named by ``expected_robot``); anyone else setting the attribute is ignored, so a participant
+        cannot take over the robot's identity for state, frames and handoffs by setting an attribute.
+        """
+        if self.expected_robot is not None:
+            ok = ident == self.expected_robot
+        else:
+            current = self._robot_identity
+            room = self._room
+            ok = current is None or current == ident or room is None or current not in room.remote_participants
+        if not ok:
+            self._metrics.drop('second-robot')
+            self._log_once(
+                f'second-robot-{ident}',
+                "[bad-payload] '%s' claims the robot role, but the robot is '%s'; ignored",
+                ident,
+                self.expected_robot or self._robot_identity,
+            )
+        return ok
 
     def _rebuild_rosters(self) -> None:
         room = self._room

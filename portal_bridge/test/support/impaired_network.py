@@ -18,6 +18,7 @@ import subprocess
 import sys
 from typing import Optional
 
+from .child_process import spawn
 from .livekit_server import LiveKitServer, start_server
 
 RELAY_PORTS = (40000, 40199)
@@ -111,7 +112,7 @@ table inet portal_bridge_impair {{
             _run('tc', 'qdisc', 'add', 'dev', self.host_if, 'root', *tbf)
             _run(*ns, 'tc', 'qdisc', 'add', 'dev', self.ns_if, 'root', *tbf)
         relay = Path(__file__).with_name('udp_relay.py')
-        self.relay = subprocess.Popen(
+        self.relay = spawn(
             [sys.executable, str(relay), '--listen', f'{self.host_ip}:{self.udp_port}',
              '--target', f'{self.server_ip}:{self.udp_port}', '--delay-ms', str(p.delay_ms),
              '--jitter-ms', str(p.jitter_ms), '--upstream-ports', f'{first}-{last}'],

@@ -18,6 +18,8 @@ import tempfile
 import time
 import urllib.request
 
+from .child_process import spawn
+
 API_KEY = 'devkey'
 API_SECRET = 'secret'
 
@@ -156,7 +158,7 @@ def _start_once(
     if netns:
         cmd = ['ip', 'netns', 'exec', netns, *cmd]
     log = open(log_path, 'wb')  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = spawn(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     host = bind if bind != '0.0.0.0' else '127.0.0.1'
     server = LiveKitServer(process, port, udp_port, tcp_port, log_path, host=host)
     deadline = time.monotonic() + timeout
