@@ -31,7 +31,7 @@ from .portal import ContractError, WireContract
 from .portal.errors import RoomError
 from .portal.loop_thread import LoopThread
 from .portal.session import ConnectionState, PortalSession
-from .ros_logging import route_python_logging
+from .ros_logging import route_python_logging, route_session_logging
 from .service_host import ServiceHost
 
 __all__ = ['BridgeNode', 'LATCHED', 'default_contract_path']
@@ -196,6 +196,7 @@ class BridgeNode(Node):
     def start_session(self, session: PortalSession) -> None:
         """Connect in the background, retrying while the server is unreachable."""
         self.session = session
+        session.log = route_session_logging(self, session.log)
         session.on_connection_state(self._on_connection_state)
         session.on_active_operator_changed(self._publish_active_operator)
         self._publish_active_operator(None)
@@ -300,6 +301,7 @@ class BridgeNode(Node):
             'rtt_us_p95': r.rtt_us_p95,
             'pings_sent': r.pings_sent,
             'pongs_received': r.pongs_received,
+            'pongs_ignored': r.pongs_ignored,
         }
         return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
 

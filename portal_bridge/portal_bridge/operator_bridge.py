@@ -370,6 +370,7 @@ class OperatorBridge(BridgeNode):
             'observations_per_s': rate,
             'observations_emitted': s.observations_emitted,
             'states_dropped': s.states_dropped,
+            'states_dropped_overflow': s.states_dropped_overflow,
             'stale_observations': s.stale_observations_emitted,
             'match_delta_us_p50': s.match_delta_us_p50,
             'match_delta_us_p95': s.match_delta_us_p95,

@@ -13,7 +13,7 @@ from typing import Callable
 
 from rclpy.node import Node
 
-__all__ = ['route_python_logging']
+__all__ = ['route_python_logging', 'route_session_logging']
 
 
 class _RosLogHandler(logging.Handler):
@@ -77,3 +77,17 @@ def route_python_logging(node: Node) -> Callable[[], None]:
                 _apply(_active[-1] if _active else None)
 
     return restore
+
+
+def route_session_logging(node: Node, session_log: logging.Logger) -> logging.Logger:
+    """A logger of the node's own for its Portal session, so its lines carry the node's name.
+
+    The role loggers (``portal_bridge.portal.robot`` ...) are shared by every session of that role in
+    the process; with two bridges in one process (tests, composition) the newest node would otherwise
+    print the other's session lines as its own.
+    """
+    suffix = node.get_fully_qualified_name().strip('/').replace('/', '.')
+    log = logging.getLogger(f'{session_log.name}.{suffix}')
+    log.handlers, log.propagate = [_RosLogHandler(node)], False
+    log.setLevel(logging.INFO)
+    return log

@@ -206,6 +206,7 @@ def test_state_overflow_drops_oldest_first():
     assert [(d.timestamp_us, d.reason) for d in out.drops] == [(0, 'overflow')]
     assert sb.state_fill == 2
     assert sb.stats.states_dropped == 1
+    assert sb.stats.states_dropped_overflow == 1
 
 
 def test_overflow_resets_head_and_reports_drop_before_observation():
@@ -464,6 +465,7 @@ def test_invariants_on_random_streams(stream, slack, tolerance, reuse):
     assert times == sorted(times)
     assert sb.stats.observations_emitted == len(emitted)
     assert sb.stats.states_dropped == len(dropped)
+    assert sb.stats.states_dropped_overflow == sum(d.reason == 'overflow' for d in dropped)
 
 
 def test_stress_hundred_steps_thirty_fps():

@@ -17,7 +17,7 @@ from .session import now_us
 
 __all__ = ['ActionInbox']
 
-_CHUNK_STREAM_LIMIT = 16 * 1024 * 1024
+_CHUNK_STREAM_SLACK = 1024 * 1024
 
 
 class ActionInbox:
@@ -113,7 +113,8 @@ class ActionInbox:
         fp = peek_fingerprint(payload)
         codec = self._chunk_codecs.get(fp) if fp is not None else None
         if codec is None:
-            self._count_packet_error(PacketError('unknown-chunk', f'fingerprint {fp}', fp), 'chunk', sender)
+            what = f'fingerprint 0x{fp:08x} is not declared' if fp is not None else 'shorter than a fingerprint'
+            self._count_packet_error(PacketError('unknown-chunk', what, fp), 'chunk', sender)
             return
         try:
             chunk = codec.decode(payload)
@@ -146,10 +147,10 @@ class ActionInbox:
         )
 
     def _stream_size_limit(self, topic: str) -> int:
-        from .session import TOPIC_ACTION_CHUNK
+        from .session import TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK
 
-        if topic == TOPIC_ACTION_CHUNK:
-            # Bounds memory against floods while leaving room to read, and report, a chunk of a
-            # foreign schema (unknown-chunk) instead of just an oversized stream.
-            return max([_CHUNK_STREAM_LIMIT, *(codec.size for codec in self._chunk_codecs.values())])
+        if topic in (TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK):
+            # No valid chunk is larger than the largest declared one; the slack still lets a chunk of
+            # a slightly different schema be read and reported as unknown-chunk, not just as oversized.
+            return max((codec.size for codec in self._chunk_codecs.values()), default=0) + _CHUNK_STREAM_SLACK
         return super()._stream_size_limit(topic)

@@ -100,6 +100,7 @@ class SyncStats:
     observations_emitted: int = 0
     stale_observations_emitted: int = 0
     states_dropped: int = 0
+    states_dropped_overflow: int = 0
     late_frames_dropped: int = 0
     last_blocker_track: Optional[str] = None
     match_delta: SampleRing = field(default_factory=SampleRing)
@@ -117,6 +118,9 @@ class SyncMetrics:
     # Extensions beyond Portal's snapshot:
     stalled_tracks: tuple[str, ...] = ()
     late_frames_dropped: int = 0
+    # Of states_dropped, those evicted from a full state buffer (slack too small for the frames' delay);
+    # the rest found no frame within tolerance (video lost, or frames evicted while states were late).
+    states_dropped_overflow: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class RttMetrics:
     rtt_us_p95: Optional[int]
     pings_sent: int
     pongs_received: int
+    pongs_ignored: int = 0  # pongs answering no ping of ours (other peers' broadcasts, or junk)
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class MetricsRecorder:
             self.rtt_last: Optional[int] = None
             self.pings_sent = 0
             self.pongs_received = 0
+            self.pongs_ignored = 0
             self.e2e = SampleRing()
             self.correlated_received = 0
 
@@ -252,6 +258,7 @@ class MetricsRecorder:
                 last_blocker_track=s.last_blocker_track,
                 stalled_tracks=tuple(stalled_tracks),
                 late_frames_dropped=s.late_frames_dropped,
+                states_dropped_overflow=s.states_dropped_overflow,
             )
             transport = TransportMetrics(
                 frames_sent=dict(self.frames_sent),
@@ -272,7 +279,9 @@ class MetricsRecorder:
                 dropped=dict(self.dropped),
             )
             (rtt_p95,) = self.rtt.percentiles(0.95)
-            rtt = RttMetrics(self.rtt_last, self.rtt.mean(), rtt_p95, self.pings_sent, self.pongs_received)
+            rtt = RttMetrics(
+                self.rtt_last, self.rtt.mean(), rtt_p95, self.pings_sent, self.pongs_received, self.pongs_ignored
+            )
             e50, e95 = self.e2e.percentiles(0.5, 0.95)
             policy = PolicyMetrics(e50, e95, self.correlated_received)
         buffers = BufferMetrics(dict(video_fill or {}), state_fill, dict(s.evictions))

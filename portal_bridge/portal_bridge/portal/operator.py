@@ -182,6 +182,14 @@ class Operator(ActionInbox, PortalSession):
             return 256 * 1024 * 1024
         return super()._stream_size_limit(topic)
 
+    def _accept_stream(self, topic: str, sender: str) -> bool:
+        # Frames and executed records are only ever the robot's: anyone else's are not buffered at all.
+        if topic == TOPIC_FRAME_VIDEO:
+            return self._from_robot(sender, 'frame video')
+        if topic == TOPIC_EXECUTED_CHUNK:
+            return self._from_robot(sender, 'executed chunk')
+        return True
+
     def _prepare_receive(self) -> None:
         self._sync = self._new_sync_buffer()
 

@@ -515,11 +515,17 @@ class PortalSession:
         limit = self._stream_size_limit(topic)
 
         async def read(reader: rtc.ByteStreamReader, sender: str) -> None:
-            buf = bytearray()
+            # A refused or oversized stream is still read to its end, discarding the bytes: the SDK
+            # would otherwise queue the rest of it in memory until the trailer arrives.
+            keep = self._accept_stream(topic, sender)
+            buf: Optional[bytearray] = bytearray() if keep else None
             try:
                 async for chunk in reader:
+                    if buf is None:
+                        continue
                     buf += chunk
                     if len(buf) > limit:
+                        buf = None
                         self._metrics.drop('oversized-stream')
                         self._log_once(
                             f'oversize-{topic}',
@@ -528,10 +534,11 @@ class PortalSession:
                             sender,
                             limit,
                         )
-                        return
             except Exception as exc:
                 self._metrics.drop('stream-error')
                 self.log.debug('[%s] %s stream from %r failed: %s', self.session, topic, sender, exc)
+                return
+            if buf is None:
                 return
             try:
                 result = handler(bytes(buf), sender)
@@ -548,6 +555,10 @@ class PortalSession:
 
     def _stream_size_limit(self, topic: str) -> int:
         return 64 * 1024 * 1024
+
+    def _accept_stream(self, topic: str, sender: str) -> bool:
+        """Hook: whether to keep the bytes of a stream that is starting (a refusal counts itself)."""
+        return True
 
     # ------------------------------------------------------------------------------------------
     # role hooks
@@ -621,12 +632,15 @@ class PortalSession:
         kind, ts = packet
         if kind == RTT_PING:
             if self._pongs_pending >= _PONG_QUEUE or self._room is None:
+                self._metrics.drop('pong-backlog')  # a ping flood: answer what the queue holds
                 return
             self._pongs_pending += 1
             self._spawn(self._pong(sender, ts), 'pong')
         elif ts in self._own_pings:
             self._own_pings.remove(ts)
             self._metrics.rtt_sample(now_us() - ts)
+        else:
+            self._metrics.pongs_ignored += 1  # another peer's round trip (Portal broadcasts pongs) or junk
 
     async def _pong(self, pinger: str, ts: int) -> None:
         try:

@@ -266,6 +266,8 @@ class SyncBuffer:
     def _record_drop(self, out: SyncOutput, ts: int, state: Any, reason: str) -> None:
         out.drops.append(DroppedState(ts, state, reason))
         self.stats.states_dropped += 1
+        if reason == 'overflow':
+            self.stats.states_dropped_overflow += 1
 
     def _log_sync_drop(self, ts: int, ahead: int, track: str) -> None:
         self._drop_log.event(
