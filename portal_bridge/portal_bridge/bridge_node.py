@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from .credentials import Credentials, CredentialsError, explain_token, load_credentials
+from .credentials import Credentials, CredentialsError, explain_token, load_credentials, redact
 from .diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
 from .portal import ContractError, WireContract
 from .portal.errors import RoomError
@@ -219,7 +219,7 @@ class BridgeNode(Node):
             except RoomError as exc:
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                 attempt += 1
-                text = str(exc)
+                text = redact(str(exc), creds)
                 if '401' in text or 'nauthorized' in text or 'token' in text.lower():
                     hint = explain_token(creds.token) if creds.token else None
                     text = hint or f'LiveKit rejected the credentials ({text})'

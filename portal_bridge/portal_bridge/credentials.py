@@ -23,7 +23,9 @@ from typing import Mapping, Optional
 
 import yaml
 
-__all__ = ['Credentials', 'CredentialsError', 'load_credentials', 'explain_token']
+from .portal.tokens import redact_tokens
+
+__all__ = ['Credentials', 'CredentialsError', 'load_credentials', 'explain_token', 'redact']
 
 
 class CredentialsError(ValueError):
@@ -126,3 +128,17 @@ def explain_token(token: str, now: Optional[datetime.datetime] = None) -> Option
     if not video.get('room'):
         return 'the LiveKit token names no room'
     return None
+
+
+def redact(text: str, creds: Optional[Credentials] = None) -> str:
+    """``text`` with every token and the API secret blanked, for log lines quoting server errors.
+
+    LiveKit's refusals quote the token they refused; a log line is readable by whoever reads the
+    logs, and a token is a credential until it expires.
+    """
+    text = redact_tokens(text)
+    if creds is not None:
+        for secret in (creds.token, creds.api_secret):
+            if secret:
+                text = text.replace(secret, '<redacted>')
+    return text

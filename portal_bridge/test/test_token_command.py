@@ -69,3 +69,18 @@ async def test_minted_token_joins_and_sets_attributes(livekit_server, room_name)
         assert room.name == room_name
     finally:
         await room.disconnect()
+
+
+def test_redaction_blanks_tokens_and_secrets_in_quoted_server_errors():
+    from portal_bridge.credentials import Credentials, redact
+    from portal_bridge.portal.tokens import mint_token, redact_tokens
+
+    token = mint_token('k', 'the-secret', 'robot', 'room')
+    error = f'invalid token: {token}, error: token signature is invalid (key k, secret the-secret)'
+    assert (
+        redact_tokens(error) == 'invalid token: <token>, error: token signature is invalid (key k, secret the-secret)'
+    )
+    assert redact(error, Credentials(api_key='k', api_secret='the-secret')) == (
+        'invalid token: <token>, error: token signature is invalid (key k, secret <redacted>)'
+    )
+    assert redact('no token here: eyJ.x', None) == 'no token here: eyJ.x'

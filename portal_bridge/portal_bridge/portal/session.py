@@ -41,7 +41,7 @@ from .errors import (
 from .metrics import MetricsRecorder, PortalMetrics
 from .packets import RTT_PING, RTT_PONG, decode_rtt, encode_rtt
 from .publishers import Drainer, SendQueue
-from .tokens import ROLE_ATTR, credentials_from_env, mint_token
+from .tokens import ROLE_ATTR, credentials_from_env, mint_token, redact_tokens
 from .wire_contract import WireContract
 
 __all__ = [
@@ -251,7 +251,7 @@ class PortalSession:
             except BaseException:
                 pass
             if isinstance(exc, Exception):
-                raise RoomError(f'could not join {url}: {exc}') from exc
+                raise RoomError(f'could not join {url}: {redact_tokens(str(exc))}') from exc
             raise
         self._room = room
         lp = room.local_participant
@@ -476,7 +476,9 @@ class PortalSession:
                         await self._open()
                     except Exception as exc:
                         self._set_state(ConnectionState.DISCONNECTED)
-                        self.log.warning('[%s] reconnect attempt %d failed: %s', self.session, attempt, exc)
+                        self.log.warning(
+                            '[%s] reconnect attempt %d failed: %s', self.session, attempt, redact_tokens(str(exc))
+                        )
                         continue
                     self.reconnect_count += 1
                     return

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from typing import Mapping, Optional
 
 from livekit import api
 
-__all__ = ['mint_token', 'credentials_from_env', 'ACTIVE_OPERATOR_ATTR', 'ROLE_ATTR']
+__all__ = ['mint_token', 'redact_tokens', 'credentials_from_env', 'ACTIVE_OPERATOR_ATTR', 'ROLE_ATTR']
 
 ROLE_ATTR = 'lk.portal.role'
 ACTIVE_OPERATOR_ATTR = 'lk.portal.active_operator'
@@ -71,3 +72,12 @@ def mint_token(
     if low_latency:
         token = token.with_room_config(api.RoomConfiguration(min_playout_delay=0, max_playout_delay=1))
     return token.to_jwt()
+
+
+# A JWT: three base64url parts, the first two JSON objects ('{"' encodes as 'eyJ').
+_JWT = re.compile(r'eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+')
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every JWT replaced by ``<token>``: server errors quote the token they refused."""
+    return _JWT.sub('<token>', text)

@@ -126,11 +126,12 @@ def start_server(
     netns: str | None = None,
     attempts: int = 3,
     node_ip: str = '127.0.0.1',
+    keys: tuple[str, str] = (API_KEY, API_SECRET),
 ) -> LiveKitServer:
     """Start a dev-mode server (optionally inside a network namespace) and wait until it answers.
 
     Ports not given are picked free; if the server dies while starting (a port taken in the
-    meantime), it is started again on new ports.
+    meantime), it is started again on new ports. ``keys`` is the (API key, secret) pair it accepts.
     """
     fixed = port is not None
     for attempt in range(attempts):
@@ -138,7 +139,14 @@ def start_server(
             port, tcp_port, udp_port = free_ports()
         try:
             return _start_once(
-                port, udp_port or free_port(socket.SOCK_DGRAM), tcp_port or free_port(), bind, timeout, netns, node_ip
+                port,
+                udp_port or free_port(socket.SOCK_DGRAM),
+                tcp_port or free_port(),
+                bind,
+                timeout,
+                netns,
+                node_ip,
+                keys,
             )
         except _EarlyExit as exc:
             if fixed or attempt == attempts - 1:
@@ -151,16 +159,24 @@ class _EarlyExit(RuntimeError):
 
 
 def _start_once(
-    port: int, udp_port: int, tcp_port: int, bind: str, timeout: float, netns: str | None, node_ip: str
+    port: int,
+    udp_port: int,
+    tcp_port: int,
+    bind: str,
+    timeout: float,
+    netns: str | None,
+    node_ip: str,
+    keys: tuple[str, str],
 ) -> LiveKitServer:
     log_path = Path(tempfile.mkstemp(prefix='livekit-server-', suffix='.log')[1])
     cmd = [server_binary(), '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port, node_ip)]
+    cmd += ['--keys', f'{keys[0]}: {keys[1]}']
     if netns:
         cmd = ['ip', 'netns', 'exec', netns, *cmd]
     log = open(log_path, 'wb')  # noqa: SIM115 - the process owns it
     process = spawn(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     host = bind if bind != '0.0.0.0' else '127.0.0.1'
-    server = LiveKitServer(process, port, udp_port, tcp_port, log_path, host=host)
+    server = LiveKitServer(process, port, udp_port, tcp_port, log_path, *keys, host=host)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
