@@ -64,4 +64,19 @@ if [[ ! -x "$LIVEKIT_SERVER" || "$(cat "$TOOLS/stamps/livekit-server" 2>/dev/nul
 else
   log "livekit-server $LIVEKIT_SERVER_VERSION present"
 fi
+
+# --- 4. tools of the fault tests (network namespaces, loss rules, bandwidth cap) ----------------
+# The impaired-link tests need root, ip, tc and nft. As root on Debian/Ubuntu, missing ones are
+# installed from the distribution; otherwise the tests fail saying what is missing.
+missing_net=()
+for t in ip tc nft; do command -v "$t" >/dev/null || missing_net+=("$t"); done
+if (( ${#missing_net[@]} )); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing iproute2 and nftables for the fault tests (missing: ${missing_net[*]})"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 nftables >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 nftables >/dev/null; }
+  else
+    log "fault tests need ${missing_net[*]} (and root); install iproute2 and nftables"
+  fi
+fi
 log "setup complete"
