@@ -130,6 +130,7 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             record(f'impaired-{profile.name[:2].strip("%")}-tol{tolerance}-slack{slack}', figures)
             assert len(received) == actions.count  # actions are reliable: every one arrives
             assert figures['observations'] > 0
+            assert figures['duplicate_observations'] == 0, figures
             if profile is PROFILE_1 and slack == 30:
                 # The bridge's share of the target: every state whose frame the video stack delivered
                 # is emitted (2 % for the window's edges). Frames WebRTC never delivered
