@@ -13,6 +13,8 @@ from typing import Callable
 
 from rclpy.node import Node
 
+from .portal.tokens import redact_tokens
+
 __all__ = ['route_python_logging', 'route_session_logging']
 
 
@@ -23,7 +25,8 @@ class _RosLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = self.format(record)
+            # Server errors quote the token they refused; a log line is no place for a credential.
+            message = redact_tokens(self.format(record))
             # The SDK logs each failed attempt of an automatic reconnect as an error; the bridge reports
             # the connection state itself, at the right level, so SDK lines stop at WARN.
             sdk = record.name.startswith('livekit')
