@@ -134,8 +134,9 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             }  # fmt: skip
             record(f'impaired-{profile.name[:2].strip("%")}-tol{tolerance}-slack{slack}', figures)
             assert len(received) == actions.count  # actions are reliable: every one arrives
-            assert figures['observations'] > 0
             assert figures['duplicate_observations'] == 0, figures
+            # Observations flowed before the window (waited for above); within it, the video may
+            # freeze for seconds (profile 1) or the whole window (profile 2, 0-38 % emitted).
             if profile is PROFILE_1 and slack == 30:
                 # The bridge's share of the target: every state whose frame the video stack delivered
                 # is emitted (2 % for states still in flight at the end). Frames WebRTC never delivered
