@@ -68,7 +68,7 @@ def diagnostics_value(domain, name: str, key: str):
 
 @pytest.mark.parametrize(
     ('profile', 'tolerance', 'slack'),
-    [(PROFILE_1, 1.5, 30), (PROFILE_1, 1.5, 5), (PROFILE_1, 0.5, 30), (PROFILE_2, 1.5, 30), (PROFILE_2, 0.5, 30)],
+    [(PROFILE_1, 1.5, 60), (PROFILE_1, 1.5, 5), (PROFILE_1, 0.5, 60), (PROFILE_2, 1.5, 60), (PROFILE_2, 0.5, 60)],
     ids=['profile1-tol1.5', 'profile1-tol1.5-slack5', 'profile1-tol0.5', 'profile2-tol1.5', 'profile2-tol0.5'],
 )
 def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
@@ -76,8 +76,9 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
 
     ``slack`` (operator-local) must cover the extra video delay of retransmissions: at 30 fps the
     default 5 ticks is 167 ms, which 2 % loss at 30±10 ms per leg exceeds often; a frame repaired by
-    a second NACK round arrives some 2 RTT (~300 ms here) late, and reliable states stall behind
-    SCTP retransmissions, so the measured cases use 30 ticks (1 s). What remains lost is video the
+    a second NACK round arrives some 2 RTT (~300 ms here) late, and reliable states now and then
+    stall behind an SCTP retransmission timeout (1 s or more) while their frames wait in a buffer
+    of the same depth, so the measured cases use 60 ticks (2 s). What remains lost is video the
     receiver never got (``frames_sent - frames_received``): WebRTC's NACK/keyframe recovery on this
     link loses 0-2 % of frames in most runs and, after a lost keyframe, seconds of video in some.
     """
@@ -137,7 +138,7 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             assert figures['duplicate_observations'] == 0, figures
             # Observations flowed before the window (waited for above); within it, the video may
             # freeze for seconds (profile 1) or the whole window (profile 2, 0-38 % emitted).
-            if profile is PROFILE_1 and slack == 30:
+            if profile is PROFILE_1 and slack == 60:
                 # The bridge's share of the target: every state whose frame the video stack delivered
                 # is emitted (2 % for states still in flight at the end). Frames WebRTC never delivered
                 # (frames_sent - frames_received) cap emitted_fraction from outside the bridge.
