@@ -75,8 +75,6 @@ def load_credentials(path: str = '', environ: Optional[Mapping[str, str]] = None
             text = p.read_text()
         except OSError as exc:
             raise CredentialsError(f'cannot read credentials_file {p}: {exc.strerror}') from None
-        if p.stat().st_mode & 0o077:
-            pass  # readable by others: the node warns, it does not refuse
         stripped = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith('#')]
         if stripped and all('=' in ln and ':' not in ln.split('=', 1)[0] for ln in stripped):
             pairs = dict(ln.removeprefix('export ').split('=', 1) for ln in stripped)

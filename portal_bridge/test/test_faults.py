@@ -114,8 +114,8 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             r1, o1 = robot.robot.metrics(), op.operator.metrics()
             forwarded = r1.transport.states_sent - r0.transport.states_sent
             received = {int(m.data[0]) for m in commands}
-            stamps = [ts for _, ts in observations if ts >= window_start]
             observations = [(recv, ts) for recv, ts in observations if ts >= window_start]
+            stamps = [ts for _, ts in observations]
             latency = [(recv - ts) / 1000 for recv, ts in observations]
             figures = {
                 'profile': profile.name, 'tolerance': tolerance, 'slack': slack, 'seconds': seconds,
