@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from livekit import rtc
+from livekit.rtc._utils import RingQueue  # the queue rtc.VideoStream uses; subclassed to count drops
 import numpy as np
 
 from .action_inbox import ActionInbox
@@ -45,22 +46,50 @@ from .wire_contract import VideoCodec
 
 __all__ = ['Operator', 'RECEIVE_RING']
 
-RECEIVE_RING = 4  # frames between a video stream and its processing (about 130 ms at 30 fps)
-NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy (bursts after a stall)
+# Frame queues on the receive path. A retransmission stall on a lossy link holds every later frame
+# back and then releases them at once (5-10 at 30 fps), and both Python-side readers drain a burst
+# without yielding, so each queue must take a whole burst; beyond that the oldest frame is dropped
+# and counted ('recv-overflow'). About 0.5 s at 30 fps; 16 x 2.7 MB at 1280x720 RGB at worst.
+RECEIVE_RING = 16  # frames between a video stream and its processing
+SDK_VIDEO_QUEUE = 16  # frames between the SDK's reader task and ours
+NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
 _UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
 _ROBOT_POLL_TRIES = 30
 
 
+class _CountedRing(RingQueue):
+    """The SDK's drop-oldest frame queue, reporting each frame it drops.
+
+    ``rtc.VideoStream`` drops the oldest frame silently when its queue is full. After a
+    retransmission stall WebRTC releases every frame that waited behind the repaired one at once
+    (5-10 at 30 fps on a lossy link); a drop there must be counted like any other.
+    """
+
+    def __init__(self, capacity: int, on_drop: Callable[[], Any]) -> None:
+        super().__init__(capacity)
+        self._on_drop = on_drop
+
+    def put(self, item: Any) -> None:
+        if self._capacity > 0 and len(self._queue) >= self._capacity:
+            self._on_drop()
+        super().put(item)
+
+
 class _VideoStream(rtc.VideoStream):
-    """``rtc.VideoStream`` with a deeper native frame queue.
+    """``rtc.VideoStream`` with a deeper native frame queue and a counted Python queue.
 
     The SDK's native queue holds very few decoded frames; delivering each one to Python needs the
     GIL, so a few milliseconds of Python work (publishing a 1280x720 observation) overflow it and
     frames are lost before Python ever sees them ("native video stream queue overflow"). The FFI
-    request has a ``queue_size_frames`` field the Python class does not expose; set it here.
+    request has a ``queue_size_frames`` field the Python class does not expose; set it here. The
+    Python-side queue drops silently when full; it is replaced by one that counts.
     """
+
+    def __init__(self, track: rtc.Track, on_drop: Callable[[], Any], **kwargs: Any) -> None:
+        super().__init__(track, **kwargs)
+        self._queue = _CountedRing(self._capacity, on_drop)
 
     def _create_owned_stream(self) -> Any:
         from livekit.rtc._ffi_client import FfiClient
@@ -297,7 +326,9 @@ class Operator(ActionInbox, PortalSession):
         ring = _FrameRing(RECEIVE_RING)
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
         # bounded: the SDK's own queue is unbounded by default and grows when the loop falls behind
-        stream = _VideoStream(track, format=rtc.VideoBufferType.RGB24, capacity=RECEIVE_RING)
+        stream = _VideoStream(
+            track, lambda: self._recv_overflow(name), format=rtc.VideoBufferType.RGB24, capacity=SDK_VIDEO_QUEUE
+        )
         m = self._metrics
         untimed = 0
         try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import itertools
+import json
 import os
 from pathlib import Path
 import shutil
 import subprocess
 import sys
+import tempfile
 from typing import Optional
 
 from .child_process import spawn
@@ -59,6 +61,7 @@ class ImpairedNetwork:
         self.host_ip, self.server_ip = f'10.{200 + k}.0.1', f'10.{200 + k}.0.2'
         self.port, self.tcp_port, self.udp_port = 7880, 7881, 7882
         self.relay: Optional[subprocess.Popen] = None
+        self._census = Path(tempfile.mkstemp(prefix='relay-census-', suffix='.json')[1])
         self.server: Optional[LiveKitServer] = None
 
     def __enter__(self) -> ImpairedNetwork:
@@ -115,13 +118,25 @@ table inet portal_bridge_impair {{
         self.relay = spawn(
             [sys.executable, str(relay), '--listen', f'{self.host_ip}:{self.udp_port}',
              '--target', f'{self.server_ip}:{self.udp_port}', '--delay-ms', str(p.delay_ms),
-             '--jitter-ms', str(p.jitter_ms), '--upstream-ports', f'{first}-{last}'],
+             '--jitter-ms', str(p.jitter_ms), '--upstream-ports', f'{first}-{last}', '--census', str(self._census)]
+            + (['--trace', os.environ['PORTAL_BRIDGE_RELAY_TRACE']] if os.environ.get('PORTAL_BRIDGE_RELAY_TRACE') else []),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         line = self.relay.stdout.readline()
         if 'relay ready' not in line:
             raise RuntimeError(f'UDP relay did not start: {line}')
         self.start_server()
+
+    def census(self) -> dict[str, int]:
+        """Packets the relay has carried so far (``u_rtp``, ``u_rtp_padding``, ``d_rtcp``, ...; u = to the server).
+
+        Up to half a second old. ``u_rtp_padding`` counts the publisher's padding-only packets: the
+        bandwidth probes libwebrtc sends on the media SSRC when RTX is not negotiated.
+        """
+        try:
+            return json.loads(self._census.read_text() or '{}')
+        except (OSError, ValueError):
+            return {}
 
     def start_server(self) -> LiveKitServer:
         self.server = start_server(
@@ -138,3 +153,4 @@ table inet portal_bridge_impair {{
             self.relay.wait()
         subprocess.run(['ip', 'netns', 'del', self.ns], capture_output=True)
         subprocess.run(['ip', 'link', 'del', self.host_if], capture_output=True)
+        self._census.unlink(missing_ok=True)
