@@ -47,10 +47,11 @@ from .wire_contract import VideoCodec
 __all__ = ['Operator', 'RECEIVE_RING']
 
 # Frame queues on the receive path. A retransmission stall on a lossy link holds every later frame
-# back and then releases them at once (5-10 at 30 fps), and both Python-side readers drain a burst
-# without yielding, so each queue must take a whole burst; beyond that the oldest frame is dropped
-# and counted ('recv-overflow'). About 0.5 s at 30 fps; 16 x 2.7 MB at 1280x720 RGB at worst.
-RECEIVE_RING = 16  # frames between a video stream and its processing
+# back and then releases them at once (5-10 at 30 fps). The SDK's reader task takes a whole burst
+# before ours runs, so its queue holds one; ours yields after each frame so processing keeps pace,
+# and stays short: under sustained overload it is full, and each slot can be a 2.7 MB 720p frame.
+# Beyond either depth the oldest frame is dropped and counted ('recv-overflow').
+RECEIVE_RING = 4  # frames between a video stream and its processing (about 130 ms at 30 fps)
 SDK_VIDEO_QUEUE = 16  # frames between the SDK's reader task and ours
 NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy
 _RECV_OVERFLOW_LOG_S = 5.0
@@ -354,6 +355,7 @@ class Operator(ActionInbox, PortalSession):
                 self._latest_frames[name] = frame
                 if not ring.put(frame):
                     self._recv_overflow(name)
+                await asyncio.sleep(0)  # let processing take each frame of a burst, not the last few
         finally:
             processor.cancel()
             try:
