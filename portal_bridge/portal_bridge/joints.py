@@ -21,8 +21,11 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from .ros_time import seconds_to_duration
 
 __all__ = [
+    'COMMAND_INTERFACES',
+    'COMMAND_KINDS',
     'COMMAND_MESSAGES',
     'COMMAND_TYPES',
+    'CommandKind',
     'TWIST_SLOTS',
     'StateMapping',
     'CommandBuilder',
@@ -36,6 +39,32 @@ COMMAND_MESSAGES = {
     'twist': Twist,
 }
 COMMAND_TYPES = tuple(COMMAND_MESSAGES)
+
+
+@dataclass(frozen=True)
+class CommandKind:
+    """What the safety logic needs to know about a command type.
+
+    ``timeout_policies``: the ``on_timeout`` values that are safe for it (``hold`` keeps a
+    Twist base driving, so Twist does not allow it). ``hold_resends``: whether ``hold`` re-sends
+    the last command; a trajectory controller holds its last point by itself, and re-sending a
+    trajectory would restart it. ``default_interface``: what the command drives, which decides
+    the e-stop's safe command (velocity and effort: zeros; position: the measured positions).
+    """
+
+    name: str
+    timeout_policies: tuple[str, ...]
+    hold_resends: bool
+    default_interface: str
+
+
+COMMAND_KINDS = {
+    'float64_multi_array': CommandKind('float64_multi_array', ('hold', 'zero', 'stop'), True, 'position'),
+    'joint_trajectory': CommandKind('joint_trajectory', ('hold', 'zero', 'stop'), False, 'position'),
+    'joint_state': CommandKind('joint_state', ('hold', 'zero', 'stop'), True, 'position'),
+    'twist': CommandKind('twist', ('zero', 'stop'), False, 'velocity'),
+}
+COMMAND_INTERFACES = ('position', 'velocity', 'effort')
 TWIST_SLOTS = ('linear_x', 'linear_y', 'linear_z', 'angular_x', 'angular_y', 'angular_z')
 _INTERFACES = ('position', 'velocity', 'effort')
 
@@ -145,15 +174,35 @@ class CommandBuilder:
         )
         return JointTrajectory(joint_names=list(self.joints), points=[point])
 
-    def build_trajectory(self, rows: Sequence[Sequence[float]], fps: float) -> JointTrajectory:
-        """A whole action chunk as one trajectory: row ``r`` at ``time_from_start = r / fps``."""
+    def build_trajectory(self, rows: Sequence[Sequence[float]], fps: float, start_s: float = 0.0) -> JointTrajectory:
+        """A whole action chunk as one trajectory: row ``r`` at ``time_from_start = start_s + r / fps``."""
         points = [
             JointTrajectoryPoint(
-                positions=array.array('d', self._ordered(row)), time_from_start=seconds_to_duration(r / fps)
+                positions=array.array('d', self._ordered(row)),
+                time_from_start=seconds_to_duration(start_s + r / fps),
             )
             for r, row in enumerate(rows)
         ]
         return JointTrajectory(joint_names=list(self.joints), points=points)
+
+    def empty_trajectory(self) -> JointTrajectory:
+        """A trajectory with no points: joint_trajectory_controller stops and holds where it is."""
+        return JointTrajectory(joint_names=list(self.joints), points=[])
+
+    def build_positions(self, measured: dict[str, float]):
+        """A position command at the measured positions of the command joints (None if one is unknown).
+
+        The e-stop of a position-controlled arm: stop where it is, not continue to the last target.
+        """
+        if self.command_type == 'twist' or any(j not in measured for j in self.joints):
+            return None
+        positions = array.array('d', (measured[j] for j in self.joints))
+        if self.command_type == 'float64_multi_array':
+            return Float64MultiArray(data=positions)
+        if self.command_type == 'joint_state':
+            return JointState(name=list(self.joints), position=positions)
+        point = JointTrajectoryPoint(positions=positions, time_from_start=seconds_to_duration(0.0))
+        return JointTrajectory(joint_names=list(self.joints), points=[point])
 
     def zeros(self):
         """The all-zero command (a stop for velocity controllers and Twist)."""

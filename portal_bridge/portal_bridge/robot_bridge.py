@@ -3,9 +3,10 @@
 Cameras (``sensor_msgs/Image`` or ``CompressedImage``) and ``sensor_msgs/JointState`` go out
 as Portal video and state, stamped from their headers. The active operator's actions come in as
 commands for ros2_control (``Float64MultiArray``, ``JointTrajectory``, ``JointState`` or
-``Twist``); action chunks play as one trajectory or one row per tick. A watchdog applies the
-``on_timeout`` policy when the active operator goes quiet, NaN and out-of-limit values never
-reach the controller, and only ``allowed_operators`` may take control.
+``Twist``); action chunks play as one trajectory or one row per tick. One state machine
+(:mod:`portal_bridge.safety`) owns the command output: a watchdog applies ``on_timeout`` when the
+active operator goes quiet, an emergency stop latches a safe state until a local reset, NaN and
+out-of-limit values never reach the controller, and only ``allowed_operators`` may take control.
 
 Run: ``ros2 run portal_bridge robot_bridge --ros-args --params-file config/robot_arm.yaml``
 """
@@ -13,19 +14,24 @@ Run: ``ros2 run portal_bridge robot_bridge --ros-args --params-file config/robot
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any, Optional, Sequence
 
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from portal_bridge_msgs.srv import SetActiveOperator
 
-from .bridge_node import BridgeNode
+from .bridge_node import LATCHED, BridgeNode
+from .command_output import CommandOutput
 from .diagnostics import ERROR, OK, WARN
+from .frame_worker import FrameWorker
 from .images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
 from .joints import (
+    COMMAND_INTERFACES,
+    COMMAND_KINDS,
     COMMAND_MESSAGES,
     COMMAND_TYPES,
     CommandBuilder,
@@ -36,11 +42,12 @@ from .joints import (
 )
 from .node_main import run_node
 from .portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
-from .portal.errors import NotConnected, PortalError, RpcCallError
+from .portal.errors import RPC_APPLICATION_ERROR, NotConnected, PointerRefused, PortalError, RpcCallError
 from .portal.metrics import SampleRing
 from .qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
 from .ros_time import stamp_to_us
-from .safety import TIMEOUT_POLICIES, ActionWatchdog, ChunkPlayer
+from .safety import TIMEOUT_POLICIES, ChunkAlignment, CommandSafety, Emit, SafetyState, align_chunk
+from .service_host import ServiceHost
 
 __all__ = ['RobotBridge', 'main']
 
@@ -51,6 +58,9 @@ _DEFAULT_COMMAND_TOPICS = {
     'twist': '/cmd_vel',
 }
 _WATCHDOG_PERIOD_S = 0.02
+_RPC_SERVICE_TIMEOUT_S = 10.0
+_HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
+_ESTOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class RobotBridge(BridgeNode):
@@ -99,10 +109,30 @@ class RobotBridge(BridgeNode):
         self.action_timeout_ms = p(
             'action_timeout_ms', 500, 'Silence from the active operator after which on_timeout applies (ms).'
         )
+        kind = COMMAND_KINDS[self.command_type]
         self.on_timeout = p(
             'on_timeout',
-            'hold',
-            'hold: keep re-sending the last command; zero: send zeros once; stop: send nothing.',
+            'hold' if 'hold' in kind.timeout_policies else 'zero',
+            'hold: position outputs keep re-sending the last single command, trajectories finish and hold '
+            'their last point (nothing is re-sent); zero: send one all-zero command; stop: send nothing. '
+            'Twist allows zero and stop only.',
+        )
+        self.command_interface = p(
+            'command_interface',
+            kind.default_interface,
+            "What the command drives (position, velocity, effort). It decides the emergency stop's one "
+            'safe command: zeros for velocity and effort, the measured joint positions for position.',
+        )
+        self.chunk_alignment = p(
+            'chunk_alignment',
+            'observation',
+            "observation: row r of a chunk answering an observation is meant for that observation's time "
+            '+ r/fps, rows already past on arrival are skipped; arrival: row 0 is the arrival time.',
+        )
+        self.emergency_stop_topic = p(
+            'emergency_stop_topic',
+            '',
+            'std_msgs/Bool topic whose True latches the emergency stop (a hardware button node); empty: none.',
         )
         self.limit_policy = p('limit_policy', 'clamp', 'Action values outside the limits: clamp or reject.')
         lower = self.list_param('action_limits_lower', 'Lower limit per action field (contract order).', float)
@@ -181,47 +211,93 @@ class RobotBridge(BridgeNode):
             self._serve_rpc(method, service)
 
         # -- ROS interfaces --------------------------------------------------------------------------
-        self._lock = threading.Lock()
-        self.watchdog = ActionWatchdog(self.action_timeout_ms / 1000.0)
-        self.player = ChunkPlayer()
-        self._last_command: Any = None
-        self._operator: Optional[str] = None
         self._next_state_due = 0.0
         self.states_skipped = 0
+        self._measured: dict[str, float] = {}  # latest measured position per joint (e-stop target)
         # Latency probes (µs), reported in the `latency` diagnostics task:
         # delivery = header stamp -> our callback (DDS + executor); bridge = callback -> handed to LiveKit;
         # command = action arrives from LiveKit -> command published.
         probes = ('state_delivery', 'state_bridge', 'frame_delivery', 'frame_bridge', 'frame_codec', 'command_bridge')
         self.latency = {name: SampleRing() for name in probes}
-        self._holding = False
-        self._last_hold = 0.0
         self._commands_published = 0
         self.command_pub = None
         if self.builder is not None or self.chunk_builder is not None:
             self.command_pub = self.create_publisher(COMMAND_MESSAGES[self.command_type], self.command_topic, 10)
             self.get_logger().info(f'commands ({self.command_type}) -> {self.command_topic}')
+        # The command output: one state machine owns what reaches the controller (see safety.py).
+        self.safety = CommandSafety(
+            timeout_s=self.action_timeout_ms / 1000.0,
+            on_timeout=self.on_timeout,
+            hold_period_s=1.0 / c.fps,
+            hold_resends=COMMAND_KINDS[self.command_type].hold_resends,
+        )
+        self.output = CommandOutput(
+            self.safety,
+            self._publish_emit,
+            period_s=_WATCHDOG_PERIOD_S,
+            on_error=lambda exc: self.count('command_output_error', f'command output failed: {exc!r}'),
+            on_transition=self._on_safety_transition,
+            name=f'{self.get_name()}-safety-clock',
+        )
+        self.estop_pub = self.create_publisher(Bool, '~/emergency_stopped', LATCHED)
+        self.estop_pub.publish(Bool(data=False))
+        # E-stop and reset have a thread of their own: they answer at once even while a handoff
+        # waits on the network on the services thread or the executor converts images.
+        self.safety_host = ServiceHost(self, 'safety')
+        self.safety_host.create_service(Trigger, '~/emergency_stop', self._srv_emergency_stop)
+        self.safety_host.create_service(Trigger, '~/reset_emergency_stop', self._srv_reset_emergency_stop)
+        if self.emergency_stop_topic:
+            self.safety_host.create_subscription(Bool, self.emergency_stop_topic, self._on_estop_topic, _ESTOP_QOS)
+            self.get_logger().info(f'emergency stop <- {self.emergency_stop_topic} (std_msgs/Bool, True latches)')
+        self._workers: list[FrameWorker] = []
         self._subscribe_inputs()
         self.service_host.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)
-        self.service_host.create_service(Trigger, '~/emergency_stop', self._srv_emergency_stop)
-        self.create_timer(_WATCHDOG_PERIOD_S, self.guarded(self._watchdog_tick))
-        if self.chunk_builder is not None and self.chunk_mode == 'stepped':
-            self.create_timer(1.0 / c.fps, self.guarded(self._play_tick))
+        self.output.start()
+        if not allowed:
+            self.get_logger().warning(
+                f"allowed_operators is empty: anyone who can join room '{self.room}' may take control and drive "
+                'this robot; list the identities that may drive in allowed_operators'
+            )
         d = self.diagnostics
         d.add('transport', self._diag_transport)
         d.add('rtt', self._diag_rtt)
         d.add('policy', self._diag_policy)
         d.add('gate', self._diag_gate)
-        d.add('watchdog', self._diag_watchdog)
+        d.add('safety', self._diag_safety)
         d.add('latency', lambda: self.diag_latency(self.latency))
         d.add('conversion', self._diag_conversion)
         self.start_session(self.robot)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the safety clock, camera workers and safety services, then leave the room."""
+        for worker in getattr(self, '_workers', ()):
+            worker.stop()
+        output = getattr(self, 'output', None)
+        if output is not None:
+            output.stop()
+        host = getattr(self, 'safety_host', None)
+        if host is not None and self.loop.running:
+            host.stop()
+        super().shutdown(timeout)
 
     # -- configuration checks ----------------------------------------------------------------------
     def _validate(self, lower, upper, rpc_methods, rpc_services) -> None:
         n = len(self.contract.action)
         problems = []
+        allowed_policies = COMMAND_KINDS[self.command_type].timeout_policies
         if self.on_timeout not in TIMEOUT_POLICIES:
             problems.append(f"on_timeout '{self.on_timeout}' must be one of {', '.join(TIMEOUT_POLICIES)}")
+        elif self.on_timeout not in allowed_policies:
+            problems.append(
+                f"on_timeout '{self.on_timeout}' is unsafe for command_type {self.command_type} (a held velocity "
+                f'keeps the robot moving); use {" or ".join(allowed_policies)}'
+            )
+        if self.command_interface not in COMMAND_INTERFACES:
+            problems.append(
+                f"command_interface '{self.command_interface}' must be one of {', '.join(COMMAND_INTERFACES)}"
+            )
+        if self.chunk_alignment not in ('observation', 'arrival'):
+            problems.append(f"chunk_alignment '{self.chunk_alignment}' must be observation or arrival")
         if self.limit_policy not in ('clamp', 'reject'):
             problems.append(f"limit_policy '{self.limit_policy}' must be clamp or reject")
         if self.qos_mode not in QOS_MODES:
@@ -242,12 +318,6 @@ class RobotBridge(BridgeNode):
             self.get_logger().warning(
                 'on_timeout zero sends all-zero commands: under position control that drives every joint to 0'
             )
-        if self.on_timeout == 'hold' and self.command_type == 'twist':
-            self.get_logger().warning('on_timeout hold keeps a Twist base moving; zero is the safe choice for Twist')
-
-    def _zero_message(self):
-        builder = self.builder or self.chunk_builder
-        return builder.zeros() if builder is not None else None
 
     # -- inputs ------------------------------------------------------------------------------------
     def _subscribe_inputs(self) -> None:
@@ -276,8 +346,18 @@ class RobotBridge(BridgeNode):
             qos = subscription_qos(self, topic, self.qos_mode)
             msg_type = Image if transport == 'raw' else CompressedImage
             handler = self._on_image if transport == 'raw' else self._on_compressed
-            callback = self.guarded(lambda msg, s=spec, h=handler: h(s, msg))
-            self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+            worker = FrameWorker(
+                spec.name,
+                lambda msg, s=spec, h=handler: h(s, msg),
+                on_drop=lambda n=spec.name: self.count(
+                    'frames_behind', f"camera '{n}': conversion fell behind the camera; dropping the oldest frame"
+                ),
+                on_error=lambda exc, n=spec.name: self.count(
+                    'internal_error', f"camera '{n}': frame handling failed: {exc!r}"
+                ),
+            )
+            self._workers.append(worker)
+            self.create_subscription(msg_type, topic, worker.submit, qos, event_callbacks=events)
             self.get_logger().info(f"video track '{spec.name}' ({spec.codec.name}) <- {topic} ({transport})")
 
     def _stamp(self, header) -> int:
@@ -288,6 +368,8 @@ class RobotBridge(BridgeNode):
         return ts
 
     def _on_joint_state(self, msg: JointState) -> None:
+        # Every message, even one not forwarded: the e-stop of a position output stops here.
+        self._measured.update(zip(msg.name, msg.position))
         if self.state_rate_hz > 0:
             # Forward at exactly state_rate_hz on average (phase kept, no burst after a gap): a state
             # rate even a little above the frame rate leaves states without frames to pair with.
@@ -375,11 +457,6 @@ class RobotBridge(BridgeNode):
             self.count('limit_clamped', f'{what} outside action limits in {fields} clamped')
         return out
 
-    def _publish_command(self, msg) -> None:
-        self.command_pub.publish(msg)
-        self._last_command = msg
-        self._commands_published += 1
-
     def _on_action(self, action: Action) -> None:
         if self.builder is None:
             return
@@ -387,13 +464,9 @@ class RobotBridge(BridgeNode):
         values = self._checked(self.builder.action_fields, action.raw, 'action')
         if values is None:
             return
-        msg = self.builder.build(values)
-        with self._lock:
-            self.player.clear()  # a single action supersedes a playing chunk
-            self._holding = False
-            if self.watchdog.feed(time.monotonic()):
-                self.get_logger().info(f"actions from '{action.sender}' resumed")
-            self._publish_command(msg)
+        if not self.output.action(action.sender, self.builder.build(values)):
+            self._not_driven(action.sender)
+            return
         self.latency['command_bridge'].add((time.perf_counter_ns() - start) // 1000)
 
     def _on_chunk(self, chunk: ActionChunk) -> None:
@@ -406,81 +479,152 @@ class RobotBridge(BridgeNode):
             if row is None:
                 return  # one bad row rejects the whole chunk
             rows.append(row)
-        with self._lock:
-            self._holding = False
-            self.watchdog.feed(time.monotonic())
-            if self.chunk_mode == 'trajectory':
-                self.player.clear()
-                self._publish_command(self.chunk_builder.build_trajectory(rows, self.contract.fps))
-            else:
-                self.player.load(rows)
+        fps = self.contract.fps
+        if self.chunk_alignment == 'observation':
+            align = align_chunk(len(rows), fps, chunk.in_reply_to_ts_us, now_us())
+        else:
+            align = ChunkAlignment(0, 0.0)
+        if align is None:
+            self.count(
+                'chunk_stale',
+                f"chunk '{chunk.name}' from '{chunk.sender}' arrived after its last row was due "
+                '(chunk_alignment observation); skipped',
+            )
+            return
+        if align.skipped:
+            self.count('chunk_rows_skipped', n=align.skipped)
+        rows = rows[align.first_row :]
+        if self.chunk_mode == 'trajectory':
+            msg = self.chunk_builder.build_trajectory(rows, fps, align.first_offset_s)
+            duration = align.first_offset_s + (len(rows) - 1) / fps
+            out = self.output.trajectory(chunk.sender, msg, duration)
+        else:
+            commands = [self.chunk_builder.build(row) for row in rows]
+            out = self.output.stepped(chunk.sender, commands, align.first_offset_s, 1.0 / fps)
+        if not out and not self.safety.playing:
+            self._not_driven(chunk.sender)
 
-    def _play_tick(self) -> None:
-        with self._lock:
-            row = self.player.step()
-            if row is None:
+    def _not_driven(self, sender: str) -> None:
+        if self.safety.estopped:
+            self.count('estop_latched', f"input from '{sender}' ignored: the emergency stop is latched")
+        else:
+            self.count('not_active_operator', f"input from '{sender}', who is not the active operator, ignored")
+
+    # -- command output ------------------------------------------------------------------------------
+    def _publish_emit(self, emit: Emit) -> None:
+        """Publish what the state machine decided (called under the output's lock)."""
+        if self.command_pub is None:
+            return
+        if emit.kind in ('command', 'hold'):
+            msg = emit.command
+        elif emit.kind == 'zero':
+            msg = (self.builder or self.chunk_builder).zeros()
+        else:
+            msg = self._safe_message()
+            if msg is None:
                 return
-            self.watchdog.feed(time.monotonic())
-            self._publish_command(self.chunk_builder.build(row))
+        self.command_pub.publish(msg)
+        self._commands_published += 1
+
+    def _safe_message(self):
+        """The e-stop's one command: stop where the robot is, whatever on_timeout says."""
+        builder = self.builder or self.chunk_builder
+        if self.command_type == 'joint_trajectory':
+            return builder.empty_trajectory()  # joint_trajectory_controller stops and holds position
+        if self.command_type == 'twist' or self.command_interface != 'position':
+            return builder.zeros()
+        msg = builder.build_positions(self._measured)
+        if msg is None:
+            missing = [j for j in builder.joints if j not in self._measured]
+            self.get_logger().error(
+                f'emergency stop: no measured position for {missing} on {self.joint_states_topic}; no stop command '
+                'sent, the position controller keeps its last target'
+            )
+        return msg
+
+    def _on_safety_transition(self, before: SafetyState, after: SafetyState, reason: str) -> None:
+        log = self.get_logger()
+        if after is SafetyState.STOPPED:
+            what = {'hold': 'holding' if self.safety.hold_resends else 'controller holds', 'zero': 'zero sent',
+                    'stop': 'nothing sent'}[self.safety.on_timeout]  # fmt: skip
+            text = f'safe state (on_timeout {self.safety.on_timeout}: {what}): {reason}'
+            (log.warning if self.safety.tripped else log.info)(text)
+        elif after is SafetyState.DRIVING and before is SafetyState.STOPPED and self.safety.stop_cause == 'timeout':
+            log.info(f"actions from '{self.safety.operator}' resumed")
+        elif after is SafetyState.ESTOPPED:
+            log.error(
+                f'EMERGENCY STOP latched ({reason}): command output in its safe state and silent; handoffs refused '
+                f'until {self.get_fully_qualified_name()}/reset_emergency_stop'
+            )
+        elif before is SafetyState.ESTOPPED:
+            log.warning('emergency stop reset: nobody is in control; an operator must claim control to drive again')
 
     # -- safety ----------------------------------------------------------------------------------
     def on_active_operator(self, identity: Optional[str]) -> None:
-        with self._lock:
-            previous, self._operator = self._operator, identity
-            self.watchdog.arm(identity, time.monotonic())
-            if identity is None and previous is not None:
-                self._enter_safe_state(f"'{previous}' is no longer the active operator")
+        self.output.operator_changed(identity)
 
-    def _enter_safe_state(self, reason: str) -> None:
-        """Stop chunk playback and apply on_timeout (caller holds the lock)."""
-        self.player.clear()
-        if self.command_pub is None:
-            return
-        if self.on_timeout == 'zero':
-            self._publish_command(self._zero_message())
-            self._holding = False
-        elif self.on_timeout == 'hold':
-            self._holding = self._last_command is not None
-        else:
-            self._holding = False
-        self.get_logger().warning(f'safe state ({self.on_timeout}): {reason}')
-
-    def _watchdog_tick(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if self.player.playing:
-                self.watchdog.feed(now)
-            reason = self.watchdog.check(now)
-            if reason is not None:
-                self._enter_safe_state(reason)
-            if self._holding and now - self._last_hold >= 1.0 / self.contract.fps:
-                self._last_hold = now
-                self.command_pub.publish(self._last_command)
+    def emergency_stop(self, source: str) -> bool:
+        """Latch the e-stop (any thread): safe command, gate closed, handoffs refused. False if latched."""
+        out = self.output.estop(f'emergency stop from {source}')
+        self.robot.lock_out(
+            f'the emergency stop is latched on the robot ({source}); reset it locally with '
+            f'{self.get_fully_qualified_name()}/reset_emergency_stop'
+        )
+        if out:
+            self.count('emergency_stop')
+            self.estop_pub.publish(Bool(data=True))
+        return bool(out)
 
     def _srv_emergency_stop(self, request, response):
-        with self._lock:
-            self._enter_safe_state('emergency stop requested')
-        self.count('emergency_stop')
-        try:
-            self.run_on_loop(self.robot.set_active_operator(None), 5.0)
-            response.success, response.message = True, 'active operator cleared; command output in safe state'
-        except Exception as exc:
-            response.success = False
-            response.message = f'command output in safe state, but clearing the active operator failed: {exc}'
+        first = self.emergency_stop(f'service {self.get_fully_qualified_name()}/emergency_stop')
+        response.success = True
+        response.message = (
+            'emergency stop latched: command output in safe state, active operator cleared, handoffs refused '
+            'until reset_emergency_stop'
+            if first
+            else 'emergency stop already latched'
+        )
+        return response
+
+    def _on_estop_topic(self, msg: Bool) -> None:
+        if msg.data:
+            self.emergency_stop(f'topic {self.emergency_stop_topic}')
+
+    def _srv_reset_emergency_stop(self, request, response):
+        if not self.output.reset():
+            response.success, response.message = False, 'no emergency stop is latched'
+            return response
+        self.robot.lift_lockout()
+        self.estop_pub.publish(Bool(data=False))
+        response.success = True
+        response.message = 'emergency stop reset; nobody is in control (claim control to drive again)'
         return response
 
     def _srv_set_active_operator(self, request, response):
         identity = request.identity or None
         response.previous = self.robot.active_operator() or ''
-        if not self.robot.access.may_drive(identity):
-            response.success, response.message = False, f"'{identity}' is not in allowed_operators"
+        refusal = None
+        if identity is not None and self.safety.estopped:
+            refusal = self.robot.locked_out or 'the emergency stop is latched'
+        elif not self.robot.access.may_drive(identity):
+            refusal = f"'{identity}' is not in allowed_operators"
+        if refusal is not None:
+            self.count('handoff_refused')
+            response.success, response.message = False, refusal
             response.active = response.previous
             return response
         try:
-            self.run_on_loop(self.robot.set_active_operator(identity), 5.0)
-            response.success, response.message = True, f'active operator: {identity or "(none)"}'
+            confirmed = self.run_on_loop(
+                self.robot.set_active_operator(identity, confirm_timeout=_HANDOFF_WAIT_S), _HANDOFF_WAIT_S + 1.0
+            )
+            response.success = True
+            response.message = f'active operator: {identity or "(none)"}'
+            if not confirmed:
+                response.message += ' (in effect on the robot; the room has not acknowledged it yet, still retrying)'
+        except PointerRefused as exc:
+            response.success, response.message = False, str(exc)
         except Exception as exc:
-            response.success, response.message = False, f'could not set the active operator: {exc}'
+            response.success, response.message = False, f'could not set the active operator: {exc!r}'
         response.active = self.robot.active_operator() or ''
         return response
 
@@ -493,14 +637,29 @@ class RobotBridge(BridgeNode):
 
         async def handler(data) -> str:
             if not client.service_is_ready():
-                raise RpcCallError(1500, f"ROS service '{service}' is not available")
+                raise RpcCallError(RPC_APPLICATION_ERROR, f"ROS service '{service}' is not available")
             loop = asyncio.get_running_loop()
             done: asyncio.Future = loop.create_future()
+
+            def resolve(ros_future) -> None:  # on a ROS thread; the wait may have given up already
+                if not done.done():
+                    done.set_result(ros_future)
+
             ros_future = client.call_async(Trigger.Request())
-            ros_future.add_done_callback(lambda f: loop.call_soon_threadsafe(done.set_result, f.result()))
-            result = await asyncio.wait_for(done, 10.0)
-            if not result.success:
-                raise RpcCallError(1500, result.message or f"'{service}' reported failure")
+            ros_future.add_done_callback(lambda f: loop.call_soon_threadsafe(resolve, f))
+            try:
+                finished = await asyncio.wait_for(done, _RPC_SERVICE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                client.remove_pending_request(ros_future)  # a late reply is then dropped by rclpy
+                ros_future.cancel()
+                raise RpcCallError(
+                    RPC_APPLICATION_ERROR,
+                    f"ROS service '{service}' did not answer within {_RPC_SERVICE_TIMEOUT_S:.0f} s",
+                ) from None
+            result = finished.result()
+            if result is None or not result.success:
+                message = (result.message if result is not None else '') or f"'{service}' reported failure"
+                raise RpcCallError(RPC_APPLICATION_ERROR, message)
             return result.message
 
         self.robot.register_rpc_method(method, handler)
@@ -546,17 +705,36 @@ class RobotBridge(BridgeNode):
         }
         return OK, f'active operator: {active or "(none)"}', values
 
-    def _diag_watchdog(self):
-        w = self.watchdog
-        values = {'trips': w.trips, 'tripped': w.tripped, 'reason': w.reason, 'on_timeout': self.on_timeout,
-                  'action_timeout_ms': self.action_timeout_ms}  # fmt: skip
-        if w.tripped:
-            return WARN, w.reason, values
-        return OK, 'actions flowing' if self.robot.active_operator() else 'no active operator', values
+    def _diag_safety(self):
+        sm = self.safety
+        p50, p99 = self.output.lateness.percentiles(0.5, 0.99)
+        values = {
+            'state': sm.state.value,
+            'emergency_stopped': sm.estopped,
+            'reason': sm.reason,
+            'trips': sm.trips,
+            'tripped': sm.tripped,
+            'estops': sm.estops,
+            'on_timeout': sm.on_timeout,
+            'action_timeout_ms': self.action_timeout_ms,
+            'chunk_rows_skipped_stale': self.counts().get('chunk_rows_skipped', 0),
+            'chunk_rows_skipped_late_tick': sm.rows_skipped,
+            'tick_lateness_us_p50': p50,
+            'tick_lateness_us_p99': p99,
+        }
+        if sm.estopped:
+            return ERROR, f'EMERGENCY STOP latched: {sm.estop_reason}', values
+        if sm.tripped:
+            return WARN, sm.reason, values
+        if sm.state is SafetyState.DRIVING:
+            return OK, 'actions flowing', values
+        return OK, 'no active operator' if self.robot.active_operator() is None else 'waiting for actions', values
 
     def _diag_conversion(self):
         counts = self.counts()
-        errors = {k: v for k, v in counts.items() if k not in ('not_connected', 'emergency_stop', 'handoff_refused')}
+        benign = ('not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator',
+                  'chunk_rows_skipped')  # fmt: skip
+        errors = {k: v for k, v in counts.items() if k not in benign}
         level = WARN if errors else OK
         if counts.get('connect_failed') and not self.robot.is_connected:
             level = ERROR

@@ -111,10 +111,10 @@ def test_watchdog_zeroes_twist_within_timeout_and_says_why(world):
     last_move = max(t for t, v in stamps if v == 0.5)
     zero_at = min(t for t, v in stamps if v == 0.0 and t > last_move)
     assert zero_at - last_move < 0.3 + 0.15, zero_at - last_move  # timeout + one watchdog tick + delivery
-    assert robot.watchdog.trips == 1 and "no action from active operator 'operator'" in robot.watchdog.reason
+    assert robot.safety.trips == 1 and "no action from active operator 'operator'" in robot.safety.reason
     diags = world.robot_side.collect(DiagnosticArray, '/diagnostics')
-    wait_for_sync(lambda: any(s.name == 'robot_bridge: watchdog' for d in diags for s in d.status), timeout=3)
-    status = next(s for d in diags for s in d.status if s.name == 'robot_bridge: watchdog')
+    wait_for_sync(lambda: any(s.name == 'robot_bridge: safety' for d in diags for s in d.status), timeout=3)
+    status = next(s for d in diags for s in d.status if s.name == 'robot_bridge: safety')
     assert status.level == bytes([1]) and 'no action from active operator' in status.message
     assert {kv.key: kv.value for kv in status.values}['trips'] == '1'
 
@@ -193,7 +193,7 @@ action: [ { name: j1, dtype: f32 } ]
 
     o, r = statuses(o_diag), statuses(r_diag)
     operator_tasks = ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency')
-    robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'watchdog', 'conversion', 'latency')
+    robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency')
     assert set(o) == {f'operator_bridge: {t}' for t in operator_tasks}
     assert set(r) == {f'robot_bridge: {t}' for t in robot_tasks}
     latency = r['robot_bridge: latency'][2]

@@ -227,7 +227,7 @@ def test_killed_operator_process_trips_the_watchdog(livekit_server, room_name, t
         sender.stop()
         last_move = max(t for t, v in stamps if v == 0.5)
         zero_at = min(t for t, v in stamps if v == 0.0 and t > last_move)
-        reason, status = diagnostics_value(world.robot_side, 'robot_bridge: watchdog', 'reason')
+        reason, status = diagnostics_value(world.robot_side, 'robot_bridge: safety', 'reason')
         record('operator-killed', {'zero_command_after_last_action_ms': round((zero_at - last_move) * 1000, 1),
                                    'action_timeout_ms': 300, 'diagnostics_reason': reason})  # fmt: skip
         assert zero_at - last_move < 0.3 + 0.1

@@ -23,6 +23,7 @@ __all__ = [
     'DtypeMismatch',
     'EmptySchema',
     'RpcCallError',
+    'PointerRefused',
     'SET_ACTIVE_OPERATOR_NOT_CONNECTED',
     'SET_ACTIVE_OPERATOR_WRITE_FAILED',
     'SET_ACTIVE_OPERATOR_REFUSED',
@@ -86,6 +87,10 @@ class DtypeMismatch(PortalError, TypeError):
 
 class EmptySchema(PortalError):
     """Sending state or actions when the wire contract declares no such fields."""
+
+
+class PointerRefused(PortalError):
+    """A change of the active operator that the robot refuses (its e-stop is latched)."""
 
 
 class RpcCallError(PortalError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 import logging
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 from livekit import rtc
 import numpy as np
@@ -20,10 +20,10 @@ from .action_inbox import ActionInbox
 from .errors import (
     SET_ACTIVE_OPERATOR_NOT_CONNECTED,
     SET_ACTIVE_OPERATOR_REFUSED,
-    SET_ACTIVE_OPERATOR_WRITE_FAILED,
     CodecError,
     InvalidFrameDimensions,
     NotConnected,
+    PointerRefused,
     RoomError,
     UnknownVideoTrack,
     WrongFrameSize,
@@ -48,7 +48,10 @@ from .session import (
 from .tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 from .wire_contract import VideoCodec
 
-__all__ = ['AccessPolicy', 'Robot']
+__all__ = ['AccessPolicy', 'POINTER_CONFIRM_S', 'Robot']
+
+POINTER_WRITE_TIMEOUT_S = 2.0  # one attribute write; then it is retried
+POINTER_CONFIRM_S = 3.0  # how long a handoff request waits for the room to agree
 
 _RTC_CODECS = {
     VideoCodec.H264: rtc.VideoCodec.H264,
@@ -142,7 +145,10 @@ class Robot(ActionInbox, PortalSession):
         self._state_queue: Optional[SendQueue[bytes]] = None
         self._frame_queues: dict[str, SendQueue[bytes]] = {}
         self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
-        self._pointer_lock = asyncio.Lock()
+        self._lockout: Optional[str] = None
+        self._attr_confirmed: Optional[str] = None  # the pointer value the room last acknowledged
+        self._pointer_writer: Optional[asyncio.Task] = None
+        self._pointer_synced = asyncio.Event()
 
     # -- setup ------------------------------------------------------------------------------------
     def _builtin_rpc(self) -> dict[str, RpcHandler]:
@@ -157,10 +163,17 @@ class Robot(ActionInbox, PortalSession):
         return {TOPIC_ACTION_CHUNK: self._on_chunk_stream}
 
     def _own_attributes(self) -> dict[str, str]:
-        attrs = {ROLE_ATTR: self.role, ACTIVE_OPERATOR_ATTR: self._active or ''}
+        # The pointer is not here: only the pointer writer writes it, so two writes in flight
+        # can never leave the room with an older value than the gate's.
+        attrs = {ROLE_ATTR: self.role}
         if self.echo_executed:
             attrs[EXECUTED_ATTR] = '1'
         return attrs
+
+    def _on_reconnected(self) -> None:
+        self._attr_confirmed = None  # the server may have lost it: write it again
+        super()._on_reconnected()
+        self._kick_pointer_writer()
 
     def _accepted(self, kind: int, sender: str, payload: bytes) -> None:
         queue = self._executed_queue if kind == EXECUTED_ACTION else self._executed_chunk_queue
@@ -182,8 +195,8 @@ class Robot(ActionInbox, PortalSession):
             self._start_drainer(
                 'executed-chunks', self._executed_chunk_queue, self._stream_sender(TOPIC_EXECUTED_CHUNK, 'executed')
             )
-        kept = self._active  # kept across an automatic reconnect
-        if kept is None:
+        self._attr_confirmed = lp.attributes.get(ACTIVE_OPERATOR_ATTR, '')
+        if self._active is None and self._lockout is None:  # else kept across an automatic reconnect
             seed = lp.attributes.get(ACTIVE_OPERATOR_ATTR) or None
             if seed is not None and not self.access.may_drive(seed):
                 self.log.warning(
@@ -191,8 +204,7 @@ class Robot(ActionInbox, PortalSession):
                 )
                 seed = None
             self._update_active(seed)
-        elif lp.attributes.get(ACTIVE_OPERATOR_ATTR, '') != kept:
-            await lp.set_attributes({ACTIVE_OPERATOR_ATTR: kept})
+        self._kick_pointer_writer()
         for spec in self.contract.webrtc_videos:
             source = rtc.VideoSource(640, 480)
             track = rtc.LocalVideoTrack.create_video_track(spec.name, source)
@@ -244,6 +256,10 @@ class Robot(ActionInbox, PortalSession):
         return send
 
     async def _teardown_role(self) -> None:
+        writer, self._pointer_writer = self._pointer_writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        self._attr_confirmed = None
         await self._stop_drainers()
         self._state_queue = None
         self._executed_queue = None
@@ -369,49 +385,147 @@ class Robot(ActionInbox, PortalSession):
         self._cb_refused = cb
 
     # -- control plane ----------------------------------------------------------------------------
-    async def set_active_operator(self, identity: Optional[str]) -> None:
-        """Point the gate at ``identity`` (None: nobody drives). The robot app is trusted here."""
-        self._require_room()
-        await self._write_active(identity or None)
+    # The gate is local-first: every pointer change (handoff, release, e-stop) takes effect in the
+    # gate at once, on the loop thread and with no await in between the check and the change; the
+    # room's attribute follows. One writer task reconciles the attribute with the pointer,
+    # retrying with a bounded wait per write until the room has the current value, so a slow or
+    # lost acknowledgement never holds the gate open and never blocks a caller for long.
+    async def set_active_operator(self, identity: Optional[str], confirm_timeout: float = POINTER_CONFIRM_S) -> bool:
+        """Point the gate at ``identity`` (None: nobody drives). The robot app is trusted here.
 
-    async def _write_active(self, identity: Optional[str]) -> None:
-        # Writes are serialised so the attribute the room sees last and the pointer the gate uses
-        # are always the same value, however many handoff requests race.
-        async with self._pointer_lock:
-            room = self._require_room()
-            await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: identity or ''})
-            self._update_active(identity)
+        The gate changes before this returns and before any network round trip. Returns True
+        once the room's attribute agrees, False if it did not within ``confirm_timeout`` seconds
+        (the writer keeps retrying in the background). Refused while locked out (e-stop).
+        """
+        self._require_room()
+        identity = identity or None
+        if identity is not None and self._lockout is not None:
+            raise PointerRefused(f'refused: {self._lockout}')
+        self._update_active(identity)
+        return await self._confirm_pointer(confirm_timeout)
+
+    def lock_out(self, reason: str) -> None:
+        """Close the gate at once and refuse every handoff until :meth:`lift_lockout`; any thread.
+
+        For an emergency stop: from the moment this returns no action or chunk passes the gate
+        (whatever the loop thread is doing), the pointer is cleared on the loop as soon as it
+        runs, and ``portal.set_active_operator`` answers "refused" with ``reason``.
+        """
+        self._lockout = reason
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._release_for_lockout)
+            except RuntimeError:  # the loop is shutting down: nothing left to release
+                pass
+
+    def lift_lockout(self) -> None:
+        """Allow handoffs again (the pointer stays None: someone must claim control anew)."""
+        self._lockout = None
+
+    @property
+    def locked_out(self) -> Optional[str]:
+        return self._lockout
+
+    def pointer_confirmed(self) -> bool:
+        """Whether the room's attribute carries the gate's current pointer."""
+        return self._attr_confirmed == (self._active or '')
+
+    def _release_for_lockout(self) -> None:
+        if self._room is not None:
+            self._update_active(None)
+
+    def _gate(self, sender: str) -> bool:
+        if self._lockout is not None:
+            self._metrics.drop('gate-locked-out')
+            return False
+        return super()._gate(sender)
+
+    def _update_active(self, identity: Optional[str]) -> None:
+        super()._update_active(identity)
+        self._kick_pointer_writer()
+
+    def _kick_pointer_writer(self) -> None:
+        if self._room is None or self.pointer_confirmed():
+            return
+        task = self._pointer_writer
+        if task is None or task.done():
+            self._pointer_writer = self._spawn(self._write_pointer(), 'pointer-writer')
+
+    async def _write_pointer(self) -> None:
+        delay = 0.1
+        while True:
+            room = self._room
+            want = self._active or ''
+            if room is None or self._attr_confirmed == want:
+                self._pointer_synced.set()
+                return
+            self._pointer_synced.clear()
+            try:
+                await asyncio.wait_for(
+                    room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: want}), POINTER_WRITE_TIMEOUT_S
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._metrics.drop('pointer-write-retry')
+                self._log_once(
+                    'pointer-write-retry',
+                    "[%s] writing active operator '%s' to the room failed (%s); the gate already uses it, "
+                    'retrying until the room agrees',
+                    self.session,
+                    want,
+                    type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if room is self._room:
+                self._attr_confirmed = want
+
+    async def _confirm_pointer(self, timeout: float) -> bool:
+        self._kick_pointer_writer()
+        if self.pointer_confirmed():
+            return True
+        try:
+            await asyncio.wait_for(self._pointer_synced_for(self._active or ''), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _pointer_synced_for(self, want: str) -> None:
+        while self._attr_confirmed != want:
+            if (self._active or '') != want:
+                return  # superseded by a newer change: the caller's value is no longer wanted
+            self._pointer_synced.clear()
+            self._kick_pointer_writer()
+            await self._pointer_synced.wait()
 
     async def _rpc_set_active_operator(self, data: rtc.RpcInvocationData) -> str:
         requested = data.payload or None
         caller = data.caller_identity
-        async with self._pointer_lock:  # check and write against the same, current pointer
-            room = self._room
-            if room is None:
-                raise rtc.RpcError(SET_ACTIVE_OPERATOR_NOT_CONNECTED, 'robot not connected')
+        if self._room is None:
+            raise rtc.RpcError(SET_ACTIVE_OPERATOR_NOT_CONNECTED, 'robot not connected')
+        reason = self._lockout if requested is not None else None
+        if reason is None:
             reason = self.access.check(caller, requested, self._active)
-            if reason is not None:
-                self._metrics.drop('handoff-refused')
-                self.log.warning(
-                    "[%s] refused set_active_operator('%s') from '%s': %s",
-                    self.session,
-                    requested or '',
-                    caller,
-                    reason,
-                )
-                self._emit(self._cb_refused, caller, requested, reason)
-                raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
-            try:
-                await room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: requested or ''})
-            except Exception as exc:
-                raise rtc.RpcError(SET_ACTIVE_OPERATOR_WRITE_FAILED, f'set_attributes failed: {exc}') from exc
-            self._update_active(requested)
+        if reason is not None:
+            self._metrics.drop('handoff-refused')
+            self.log.warning(
+                "[%s] refused set_active_operator('%s') from '%s': %s",
+                self.session,
+                requested or '',
+                caller,
+                reason,
+            )
+            self._emit(self._cb_refused, caller, requested, reason)
+            raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
+        # Checked and changed with no await in between: no other request can slip in.
+        self._update_active(requested)
+        await self._confirm_pointer(POINTER_CONFIRM_S)
         return ''
 
     def _default_destination(self) -> str:
         if self._active is not None:
             return self._active
         return super()._default_destination()
-
-    def chunk_names(self) -> Sequence[str]:
-        return [c.name for c in self.contract.action_chunks]
