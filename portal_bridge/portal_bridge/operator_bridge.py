@@ -15,6 +15,7 @@ import asyncio
 from collections import deque
 import dataclasses
 import math
+import threading
 import time
 from typing import Any, Optional, Sequence
 
@@ -123,6 +124,12 @@ class OperatorBridge(BridgeNode):
         self.operator.expected_robot = expected_robot or None
         self.track_order = contract.track_order
         self.action_fields = [f.name for f in contract.action]
+        # Threads: _recent_obs/_recent_set are filled on the LiveKit thread (_on_observation) and
+        # looked up on the ROS executor (_reply_to); _recent_lock guards both, so the set always
+        # holds exactly the deque's timestamps. The published counters are written only on the
+        # LiveKit thread and read by diagnostics (single writer). _claimed lives on the LiveKit
+        # thread (on_connected, _auto_claim_loop). The latency rings lock themselves.
+        self._recent_lock = threading.Lock()
         self._recent_obs: deque[int] = deque(maxlen=_RECENT_OBSERVATIONS)
         self._recent_set: set[int] = set()
         self._claimed = False
@@ -197,10 +204,14 @@ class OperatorBridge(BridgeNode):
         self.latency['observation_bridge'].add((time.time_ns() - obs.received_ns) // 1000)
 
     def _remember(self, ts: int) -> None:
-        if len(self._recent_obs) == self._recent_obs.maxlen:
-            self._recent_set.discard(self._recent_obs[0])
-        self._recent_obs.append(ts)
-        self._recent_set.add(ts)
+        """Keep the last observation stamps for ``_reply_to`` (LiveKit thread)."""
+        with self._recent_lock:
+            if ts in self._recent_set:  # a repeated stamp: a second deque entry would evict it early
+                return
+            if len(self._recent_obs) == self._recent_obs.maxlen:
+                self._recent_set.discard(self._recent_obs[0])
+            self._recent_obs.append(ts)
+            self._recent_set.add(ts)
 
     def _on_state(self, state: State) -> None:
         if self.joint_state_pub.get_subscription_count():
@@ -224,7 +235,8 @@ class OperatorBridge(BridgeNode):
         if stamp is None:
             return None
         ts = stamp_to_us(stamp)
-        return ts if ts in self._recent_set else None
+        with self._recent_lock:  # executor thread; _remember writes on the LiveKit thread
+            return ts if ts in self._recent_set else None
 
     def _send_action(self, values: dict[str, float], stamp, start: int = 0) -> None:
         bad = [k for k, v in values.items() if math.isnan(v)]

@@ -50,7 +50,8 @@ def test_recorder_counters_per_track_and_reset():
     m.frame_received('a', 0, 10, nbytes=100)
     m.frame_received('a', 33_333, 33_350, nbytes=50)
     m.frame_received('b', 0, 5)
-    m.states_sent += 3
+    for _ in range(3):
+        m.state_sent()
     m.drop('gate', 2)
     m.rtt_sample(0)
     m.correlation(100, 1100)
@@ -69,3 +70,31 @@ def test_recorder_counters_per_track_and_reset():
     snap = m.snapshot()
     assert snap.transport.frames_received == {} and snap.rtt.rtt_us_last is None
     assert snap.policy.correlated_received == 0 and snap.transport.dropped == {}
+
+
+def test_recorder_methods_count_every_metric():
+    m = MetricsRecorder()
+    m.frame_sent('cam')  # a WebRTC frame: no byte count
+    m.frame_sent('png', 300)
+    m.frame_sent('png', 200)
+    m.frame_publisher_full('png')
+    m.action_sent()
+    m.action_chunk_sent()
+    m.action_chunk_sent()
+    m.ping_sent()
+    m.pong_ignored()
+    m.state_received(0, 100)
+    m.state_received(33_333, 33_533)  # D = 100: J = 100 // 16
+    m.action_received(0, 500, in_reply_to_ts_us=200)
+    m.action_received(1000, 1500)  # answers no observation
+    m.action_chunk_received(0, 900, in_reply_to_ts_us=100)
+    t = m.snapshot().transport
+    assert t.frames_sent == {'cam': 1, 'png': 2} and t.bytes_sent == {'png': 500}
+    assert t.frames_dropped_publisher_full == {'png': 1}
+    assert (t.actions_sent, t.action_chunks_sent) == (1, 2)
+    assert (t.states_received, t.state_jitter_us) == (2, 6)
+    assert (t.actions_received, t.action_chunks_received) == (2, 1)
+    snap = m.snapshot()
+    assert (snap.rtt.pings_sent, snap.rtt.pongs_ignored, snap.rtt.pongs_received) == (1, 1, 0)
+    assert snap.policy.correlated_received == 2
+    assert sorted(m.e2e.sorted()) == [300, 800]

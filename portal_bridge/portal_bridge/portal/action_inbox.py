@@ -95,10 +95,7 @@ class ActionInbox:
             self._count_packet_error(exc, 'action', sender)
             return
         now = now_us()
-        m = self._metrics
-        m.actions_received += 1
-        m.action_jitter.update(ts, now)
-        m.correlation(reply, now)
+        self._metrics.action_received(ts, now, reply)
         names = self._action_codec.names
         self._accepted(EXECUTED_ACTION, sender, data)
         self._deliver_action(Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names))
@@ -128,10 +125,7 @@ class ActionInbox:
             self._metrics.drop('stale-chunk')
             return
         now = now_us()
-        m = self._metrics
-        m.action_chunks_received += 1
-        m.action_chunk_jitter.update(chunk.timestamp_us, now)
-        m.correlation(chunk.in_reply_to_ts_us, now)
+        self._metrics.action_chunk_received(chunk.timestamp_us, now, chunk.in_reply_to_ts_us)
         self._accepted(EXECUTED_CHUNK, sender, payload)
         self._deliver_chunk(self._chunk_record(codec, chunk, sender))
 

@@ -4,6 +4,14 @@ Percentiles are ``sorted[min(round_half_away(p * (n - 1)), n - 1)]``, means are 
 ``sum // n``, every value is in microseconds, and counters survive ``disconnect()`` (only
 :meth:`MetricsRecorder.reset` clears them). The snapshot types are plain dataclasses so callers
 (the ROS diagnostics, the demo, tests) read them without locks.
+
+Threads: a :class:`MetricsRecorder` is written from the LiveKit thread (receive handlers,
+drainers), from ROS executor threads (``send_state``, ``send_video_frame``, ``send_action``...)
+and read from anywhere, so every write goes through one of its methods, which hold its lock for
+a few dictionary or integer updates; :meth:`MetricsRecorder.snapshot` copies under the same lock.
+Its counter attributes stay public for reading only: ``recorder.x += 1`` outside the recorder
+loses counts when two threads race. :class:`SyncStats` is the exception: only the sync buffer
+writes it, on the LiveKit thread, so its plain ``+=`` are safe and the snapshot only reads it.
 """
 
 from __future__ import annotations
@@ -178,7 +186,11 @@ class PortalMetrics:
 
 
 class MetricsRecorder:
-    """Collects every metric of one session role. Written on the LiveKit thread, read anywhere."""
+    """Collects every metric of one session role; safe to write and read from any thread.
+
+    Write only through the methods below, each of which holds ``_lock`` (a plain
+    ``threading.Lock``) for a few counter updates; the attributes are public for reading only.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -212,28 +224,85 @@ class MetricsRecorder:
             self.e2e = SampleRing()
             self.correlated_received = 0
 
-    # -- recording helpers -------------------------------------------------------------------------
+    # -- recording (any thread) ----------------------------------------------------------------------
     def drop(self, reason: str, n: int = 1) -> None:
         """Count a rejected packet, frame or action under ``reason``."""
-        self.dropped[reason] += n
+        with self._lock:
+            self.dropped[reason] += n
+
+    def frame_sent(self, track: str, nbytes: int = 0) -> None:
+        """A frame handed to WebRTC (``nbytes`` 0) or sent as a frame-video stream of ``nbytes``."""
+        with self._lock:
+            self.frames_sent[track] += 1
+            if nbytes:
+                self.bytes_sent[track] += nbytes
+
+    def frame_publisher_full(self, track: str) -> None:
+        """A queued frame-video frame evicted because the track's send queue was full."""
+        with self._lock:
+            self.frames_dropped_publisher_full[track] += 1
+
+    def state_sent(self) -> None:
+        with self._lock:
+            self.states_sent += 1
+
+    def action_sent(self) -> None:
+        with self._lock:
+            self.actions_sent += 1
+
+    def action_chunk_sent(self) -> None:
+        with self._lock:
+            self.action_chunks_sent += 1
+
+    def ping_sent(self) -> None:
+        with self._lock:
+            self.pings_sent += 1
+
+    def pong_ignored(self) -> None:
+        with self._lock:
+            self.pongs_ignored += 1
 
     def frame_received(self, track: str, send_us: int, recv_us: int, nbytes: int = 0) -> None:
-        self.frames_received[track] += 1
-        if nbytes:
-            self.bytes_received[track] += nbytes
-        jitter = self.frame_jitter.get(track)
-        if jitter is None:
-            jitter = self.frame_jitter[track] = Jitter()
-        jitter.update(send_us, recv_us)
+        with self._lock:
+            self.frames_received[track] += 1
+            if nbytes:
+                self.bytes_received[track] += nbytes
+            jitter = self.frame_jitter.get(track)
+            if jitter is None:
+                jitter = self.frame_jitter[track] = Jitter()
+            jitter.update(send_us, recv_us)
+
+    def state_received(self, send_us: int, recv_us: int) -> None:
+        with self._lock:
+            self.states_received += 1
+            self.state_jitter.update(send_us, recv_us)
+
+    def action_received(self, send_us: int, recv_us: int, in_reply_to_ts_us: int = 0) -> None:
+        """An action accepted by the gate: count, jitter and policy latency in one locked step."""
+        with self._lock:
+            self.actions_received += 1
+            self.action_jitter.update(send_us, recv_us)
+            self._correlate(in_reply_to_ts_us, recv_us)
+
+    def action_chunk_received(self, send_us: int, recv_us: int, in_reply_to_ts_us: int = 0) -> None:
+        with self._lock:
+            self.action_chunks_received += 1
+            self.action_chunk_jitter.update(send_us, recv_us)
+            self._correlate(in_reply_to_ts_us, recv_us)
 
     def rtt_sample(self, rtt_us: int) -> None:
         rtt_us = max(1, rtt_us)  # Portal bumps 0 to 1 so "no sample" stays distinguishable
-        self.rtt_last = rtt_us
-        self.rtt.add(rtt_us)
-        self.pongs_received += 1
+        with self._lock:
+            self.rtt_last = rtt_us
+            self.rtt.add(rtt_us)
+            self.pongs_received += 1
 
     def correlation(self, in_reply_to_ts_us: int, now_us: int) -> None:
         """Record policy end-to-end latency for a gated action answering an observation."""
+        with self._lock:
+            self._correlate(in_reply_to_ts_us, now_us)
+
+    def _correlate(self, in_reply_to_ts_us: int, now_us: int) -> None:  # caller holds _lock
         if in_reply_to_ts_us and in_reply_to_ts_us < now_us:
             self.e2e.add(now_us - in_reply_to_ts_us)
             self.correlated_received += 1
@@ -245,21 +314,14 @@ class MetricsRecorder:
         state_fill: int = 0,
         stalled_tracks: Iterable[str] = (),
     ) -> PortalMetrics:
-        """Freeze the current values; buffer fills come from the live sync buffer, if any."""
+        """Freeze the current values; buffer fills come from the live sync buffer, if any.
+
+        Counters are copied under the lock (a consistent cut); the rings, which have their own
+        lock, are sorted after releasing it so writers wait only for the copies.
+        """
+        stalled = tuple(stalled_tracks)
         with self._lock:
-            s = self.sync
-            p50, p95 = s.match_delta.percentiles(0.5, 0.95)
-            sync = SyncMetrics(
-                observations_emitted=s.observations_emitted,
-                stale_observations_emitted=s.stale_observations_emitted,
-                states_dropped=s.states_dropped,
-                match_delta_us_p50=p50,
-                match_delta_us_p95=p95,
-                last_blocker_track=s.last_blocker_track,
-                stalled_tracks=tuple(stalled_tracks),
-                late_frames_dropped=s.late_frames_dropped,
-                states_dropped_overflow=s.states_dropped_overflow,
-            )
+            s, rtt_ring, e2e_ring = self.sync, self.rtt, self.e2e
             transport = TransportMetrics(
                 frames_sent=dict(self.frames_sent),
                 frames_received=dict(self.frames_received),
@@ -278,11 +340,26 @@ class MetricsRecorder:
                 action_chunk_jitter_us=self.action_chunk_jitter.value,
                 dropped=dict(self.dropped),
             )
-            (rtt_p95,) = self.rtt.percentiles(0.95)
-            rtt = RttMetrics(
-                self.rtt_last, self.rtt.mean(), rtt_p95, self.pings_sent, self.pongs_received, self.pongs_ignored
-            )
-            e50, e95 = self.e2e.percentiles(0.5, 0.95)
-            policy = PolicyMetrics(e50, e95, self.correlated_received)
+            rtt_last, pings, pongs, ignored = self.rtt_last, self.pings_sent, self.pongs_received, self.pongs_ignored
+            correlated = self.correlated_received
+        # SyncStats is written by the sync buffer on the LiveKit thread without this lock: single
+        # ints are read atomically and dict() copies the Counter in one C call (no Python-level
+        # iteration that a new key could interrupt).
+        p50, p95 = s.match_delta.percentiles(0.5, 0.95)
+        sync = SyncMetrics(
+            observations_emitted=s.observations_emitted,
+            stale_observations_emitted=s.stale_observations_emitted,
+            states_dropped=s.states_dropped,
+            match_delta_us_p50=p50,
+            match_delta_us_p95=p95,
+            last_blocker_track=s.last_blocker_track,
+            stalled_tracks=stalled,
+            late_frames_dropped=s.late_frames_dropped,
+            states_dropped_overflow=s.states_dropped_overflow,
+        )
+        (rtt_p95,) = rtt_ring.percentiles(0.95)
+        rtt = RttMetrics(rtt_last, rtt_ring.mean(), rtt_p95, pings, pongs, ignored)
+        e50, e95 = e2e_ring.percentiles(0.5, 0.95)
+        policy = PolicyMetrics(e50, e95, correlated)
         buffers = BufferMetrics(dict(video_fill or {}), state_fill, dict(s.evictions))
         return PortalMetrics(sync, transport, buffers, rtt, policy)

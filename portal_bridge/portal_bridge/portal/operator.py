@@ -303,9 +303,7 @@ class Operator(ActionInbox, PortalSession):
         except PacketError as exc:
             self._count_packet_error(exc, 'state', sender)
             return
-        m = self._metrics
-        m.states_received += 1
-        m.state_jitter.update(ts, now_us())
+        self._metrics.state_received(ts, now_us())
         state = State(typed_map(self.contract.state, raw), tuple(raw), ts, self._state_codec.names)
         self._latest_state = state
         self._emit(self._cb_state, state)
@@ -529,7 +527,7 @@ class Operator(ActionInbox, PortalSession):
         )
         if packet is None:
             return
-        self._metrics.actions_sent += 1
+        self._metrics.action_sent()
         if self._echo_wanted():
             _, reply, raw = codec.decode(packet)
             action = Action(
@@ -570,7 +568,7 @@ class Operator(ActionInbox, PortalSession):
             self._metrics.drop('publish-full')
             self._log_once(f'chunk-full-{name}', "[publish-full] chunk queue '%s' full; chunk dropped", name)
             return
-        self._metrics.action_chunks_sent += 1
+        self._metrics.action_chunk_sent()
         if self._echo_wanted():
             record = self._chunk_record(codec, codec.decode(payload), self._identity)
             self._call_in_loop(self._deliver_chunk, record)

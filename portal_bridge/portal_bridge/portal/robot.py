@@ -250,8 +250,7 @@ class Robot(ActionInbox, PortalSession):
             if room is not None:
                 await send_stream(room.local_participant, topic, name, payload)
                 if topic == TOPIC_FRAME_VIDEO:
-                    self._metrics.frames_sent[name] += 1
-                    self._metrics.bytes_sent[name] += len(payload)
+                    self._metrics.frame_sent(name, len(payload))
 
         return send
 
@@ -290,7 +289,7 @@ class Robot(ActionInbox, PortalSession):
         if self._queue_packet(
             'state', self._state_codec, self._state_queue, self._state_fields, values, check_types, ts
         ):
-            self._metrics.states_sent += 1
+            self._metrics.state_sent()
 
     def send_video_frame(
         self,
@@ -335,7 +334,7 @@ class Robot(ActionInbox, PortalSession):
                 rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data),
                 metadata=rtc.FrameMetadata(user_timestamp=ts),
             )
-            self._metrics.frames_sent[track] += 1
+            self._metrics.frame_sent(track)
             return
         queue = self._frame_queues.get(track)
         if queue is None:
@@ -371,7 +370,7 @@ class Robot(ActionInbox, PortalSession):
     def _queue_frame(self, track: str, queue: SendQueue[bytes], payload: bytes) -> None:
         _, evicted = queue.put(payload)
         if evicted is not None:
-            self._metrics.frames_dropped_publisher_full[track] += 1
+            self._metrics.frame_publisher_full(track)
             self._log_once(
                 f'frame-full-{track}',
                 "[publish-full] frame-video queue of '%s' full (%d); dropping the oldest queued frame",

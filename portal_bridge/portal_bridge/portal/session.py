@@ -621,7 +621,7 @@ class PortalSession:
                 self._own_pings.append(ts)
                 try:
                     await room.local_participant.publish_data(encode_rtt(RTT_PING, ts), reliable=False, topic=TOPIC_RTT)
-                    self._metrics.pings_sent += 1
+                    self._metrics.ping_sent()
                 except Exception as exc:
                     self.log.debug('[%s] ping failed: %s', self.session, exc)
             await asyncio.sleep(period)
@@ -642,7 +642,7 @@ class PortalSession:
             self._own_pings.remove(ts)
             self._metrics.rtt_sample(now_us() - ts)
         else:
-            self._metrics.pongs_ignored += 1  # another peer's round trip (Portal broadcasts pongs) or junk
+            self._metrics.pong_ignored()  # another peer's round trip (Portal broadcasts pongs) or junk
 
     async def _pong(self, pinger: str, ts: int) -> None:
         try:
