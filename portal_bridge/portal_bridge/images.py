@@ -111,6 +111,11 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
         raise ImageConversionError('unsupported-encoding', f"compressed format '{msg.format}' is not jpeg or png")
     try:
         with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+            if img.mode == 'I' or img.mode.startswith('I;16'):
+                # 16-bit grey (mono16/16UC1 sent as png): Pillow's convert('RGB') would clip every
+                # value above 255 to white; keep the high byte instead, as image_to_rgb does.
+                gray = np.clip(np.asarray(img).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+                return np.repeat(gray[:, :, None], 3, axis=2)
             return np.asarray(img.convert('RGB'))
     except Exception as exc:
         raise ImageConversionError('decode-failed', f'cannot decode {msg.format or "jpeg"} image: {exc}') from None

@@ -90,9 +90,12 @@ class StateMapping:
 
     @staticmethod
     def _parse(text: str) -> _Source:
-        joint, _, interface = text.partition('/')
-        interface = interface or 'position'
-        if not joint or interface not in _INTERFACES:
+        # Joint names may contain '/' (namespaced robots): only a known interface after the last
+        # '/' is one.
+        joint, sep, interface = text.rpartition('/')
+        if not sep or interface not in _INTERFACES:
+            joint, interface = text, 'position'
+        if not joint or joint.endswith('/') or text.endswith('/'):
             raise MappingError(f"state joint '{text}' must be '<joint>' or '<joint>/{'|'.join(_INTERFACES)}'")
         return _Source(joint, interface)
 
