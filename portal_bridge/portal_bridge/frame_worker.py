@@ -2,10 +2,11 @@
 
 A camera callback only hands its message over; the worker converts (Image to RGB, JPEG/PNG
 encoding for frame-video tracks) in its own thread, where numpy, Pillow and the SDK release
-the GIL for the heavy parts. The queue is short and drops the oldest frame when the worker
-falls behind (counted by the caller's ``on_drop``): a camera that outruns its encoder should
-lose old frames, not build latency. Joint states, actions and the safety clock never wait
-behind a frame.
+the GIL for the heavy parts. The queue holds a few frames, so a burst (frames released together
+after a DDS or scheduling stall) is processed frame by frame, and drops the oldest frame when
+the worker stays behind (counted by the caller's ``on_drop``): a camera that outruns its
+encoder should lose old frames, not build latency without bound. Joint states, actions and the
+safety clock never wait behind a frame.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class FrameWorker:
         name: str,
         handler: Callable[[Any], None],
         *,
-        depth: int = 2,
+        depth: int = 6,
         on_drop: Optional[Callable[[], None]] = None,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:

@@ -17,6 +17,7 @@ from livekit import rtc
 import numpy as np
 
 from .action_inbox import ActionInbox
+from .attributes import write_attributes
 from .errors import (
     SET_ACTIVE_OPERATOR_NOT_CONNECTED,
     SET_ACTIVE_OPERATOR_REFUSED,
@@ -33,6 +34,7 @@ from .frames import FrameBuffer
 from .packets import EXECUTED_ACTION, StateCodec, encode_executed
 from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
 from .session import (
+    ATTRIBUTE_WRITE_TIMEOUT_S,
     EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
@@ -188,7 +190,7 @@ class Robot(ActionInbox, PortalSession):
         loop = self._loop
         assert loop is not None
         if self.echo_executed:  # announced before any action can be accepted
-            await lp.set_attributes({EXECUTED_ATTR: '1'})
+            await write_attributes(lp, {EXECUTED_ATTR: '1'}, ATTRIBUTE_WRITE_TIMEOUT_S)
             self._executed_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             self._start_drainer('executed', self._executed_queue, self._data_sender(TOPIC_EXECUTED, True))
             self._executed_chunk_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
@@ -461,9 +463,7 @@ class Robot(ActionInbox, PortalSession):
                 return
             self._pointer_synced.clear()
             try:
-                await asyncio.wait_for(
-                    room.local_participant.set_attributes({ACTIVE_OPERATOR_ATTR: want}), POINTER_WRITE_TIMEOUT_S
-                )
+                await write_attributes(room.local_participant, {ACTIVE_OPERATOR_ATTR: want}, POINTER_WRITE_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -474,7 +474,7 @@ class Robot(ActionInbox, PortalSession):
                     'retrying until the room agrees',
                     self.session,
                     want,
-                    type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else exc,
+                    exc,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

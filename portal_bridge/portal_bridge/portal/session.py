@@ -26,6 +26,7 @@ import urllib.parse
 
 from livekit import rtc
 
+from .attributes import write_attributes
 from .dtypes import check_value_types
 from .errors import (
     RPC_APPLICATION_ERROR,
@@ -58,6 +59,7 @@ __all__ = [
     'TOPIC_EXECUTED',
     'TOPIC_EXECUTED_CHUNK',
     'EXECUTED_ATTR',
+    'ATTRIBUTE_WRITE_TIMEOUT_S',
 ]
 
 TOPIC_STATE = 'portal_state'
@@ -74,6 +76,7 @@ ROLE_ROBOT = 'robot'
 ROLE_OPERATOR = 'operator'
 
 DEFAULT_RPC_TIMEOUT_S = 15.0
+ATTRIBUTE_WRITE_TIMEOUT_S = 10.0
 _PONG_QUEUE = 64
 _OWN_PINGS_REMEMBERED = 32
 _RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0)  # capped low: a returning server should see us within seconds
@@ -262,7 +265,7 @@ class PortalSession:
         for method, handler in self._rpc_handlers.items():
             lp.register_rpc_method(method, self._wrap_rpc(handler))
         try:
-            await asyncio.wait_for(lp.set_attributes({ROLE_ATTR: self.role}), timeout=10.0)
+            await write_attributes(lp, {ROLE_ATTR: self.role}, ATTRIBUTE_WRITE_TIMEOUT_S)
         except Exception as exc:
             await self._close_room()
             raise RoomError(
@@ -445,7 +448,7 @@ class PortalSession:
         if room is None:
             return
         try:
-            await room.local_participant.set_attributes(self._own_attributes())
+            await write_attributes(room.local_participant, self._own_attributes(), ATTRIBUTE_WRITE_TIMEOUT_S)
         except Exception as exc:
             self.log.warning('[%s] could not restore attributes after reconnect: %s', self.session, exc)
 
