@@ -58,7 +58,6 @@ _DEFAULT_COMMAND_TOPICS = {
     'twist': '/cmd_vel',
 }
 _WATCHDOG_PERIOD_S = 0.02
-_RPC_SERVICE_TIMEOUT_S = 10.0
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
 _ESTOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -141,6 +140,16 @@ class RobotBridge(BridgeNode):
         supervisors = self.list_param('supervisors', 'Identities that may assign control without driving.')
         rpc_methods = self.list_param('rpc_methods', 'Portal RPC methods served by calling std_srvs/Trigger.')
         rpc_services = self.list_param('rpc_services', 'Trigger service for each rpc_method. Default: /<method>.')
+        self.rpc_timeout_s = (
+            p(
+                'rpc_service_timeout_ms',
+                10000,
+                'How long a Portal RPC waits for its ROS service before failing with error 1500; a late reply is '
+                'dropped.',
+                read_only=True,
+            )
+            / 1000.0
+        )
         self._validate(lower, upper, rpc_methods, rpc_services)
         self.limits = (lower, upper) if lower else (None, None)
 
@@ -304,6 +313,8 @@ class RobotBridge(BridgeNode):
             problems.append(f"qos_reliability '{self.qos_mode}' must be one of {', '.join(QOS_MODES)}")
         if self.action_timeout_ms <= 0:
             problems.append('action_timeout_ms must be > 0')
+        if self.rpc_timeout_s <= 0:
+            problems.append('rpc_service_timeout_ms must be > 0')
         if len(lower) != len(upper) or (lower and len(lower) != n):
             problems.append(f'action_limits_lower/upper need {n} values each (one per action field), or none')
         if any(lo > hi for lo, hi in zip(lower, upper)):
@@ -648,13 +659,13 @@ class RobotBridge(BridgeNode):
             ros_future = client.call_async(Trigger.Request())
             ros_future.add_done_callback(lambda f: loop.call_soon_threadsafe(resolve, f))
             try:
-                finished = await asyncio.wait_for(done, _RPC_SERVICE_TIMEOUT_S)
+                finished = await asyncio.wait_for(done, self.rpc_timeout_s)
             except asyncio.TimeoutError:
                 client.remove_pending_request(ros_future)  # a late reply is then dropped by rclpy
                 ros_future.cancel()
                 raise RpcCallError(
                     RPC_APPLICATION_ERROR,
-                    f"ROS service '{service}' did not answer within {_RPC_SERVICE_TIMEOUT_S:.0f} s",
+                    f"ROS service '{service}' did not answer within {self.rpc_timeout_s:g} s",
                 ) from None
             result = finished.result()
             if result is None or not result.success:

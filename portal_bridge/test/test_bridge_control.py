@@ -1,5 +1,6 @@
 """Handoff, access control, watchdog, emergency stop, RPC and diagnostics through the ROS bridges."""
 
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -155,6 +156,44 @@ def test_portal_rpc_calls_ros_trigger_service(world):
     assert (ok.success, ok.response, ok.error_code) == (True, 'homed in 1.2 s', 0) and homed
     missing = call(world.operator_side, CallRpc, '/operator_bridge/call_rpc', CallRpc.Request(method='calibrate'))
     assert not missing.success and missing.error_code == 1500 and 'not available' in missing.response
+
+
+def test_a_ros_service_answering_after_the_rpc_timeout_is_dropped_cleanly(world):
+    contract = world.contract(ARM)
+    released = threading.Event()
+
+    def slow(request, response):
+        released.wait(5)
+        response.success, response.message = True, 'late'
+        return response
+
+    # The slow service has its own executor thread, so it can answer late without blocking the others.
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    server = Node('slow_arm', context=world.robot_side.context)
+    server.create_service(Trigger, '/arm/slow', slow)
+    executor = SingleThreadedExecutor(context=world.robot_side.context)
+    executor.add_node(server)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    robot = world.robot_bridge(contract, rpc_methods=['slow'], rpc_services=['/arm/slow'], rpc_service_timeout_ms=300)
+    loop_errors = []
+    robot.loop.loop.call_soon_threadsafe(
+        robot.loop.loop.set_exception_handler, lambda loop, ctx: loop_errors.append(ctx.get('exception', ctx))
+    )
+    world.operator_bridge(contract)
+    t0 = time.monotonic()
+    resp = call(world.operator_side, CallRpc, '/operator_bridge/call_rpc', CallRpc.Request(method='slow'))
+    assert not resp.success and resp.error_code == 1500 and 'did not answer within 0.3 s' in resp.response
+    assert time.monotonic() - t0 < 3.0
+    released.set()  # the reply now arrives after the RPC gave up
+    time.sleep(0.5)
+    assert loop_errors == []
+    again = call(world.operator_side, CallRpc, '/operator_bridge/call_rpc', CallRpc.Request(method='slow'))
+    assert again.success and again.response == 'late'  # the bridge still works
+    executor.shutdown()
+    server.destroy_node()
 
 
 def test_diagnostics_carry_the_numbers(world):
