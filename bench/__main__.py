@@ -2,9 +2,12 @@
 
 Every case starts the parts it compares as separate processes (as they are deployed) against one
 local livekit-server, measures end-to-end numbers with a subscriber and takes per-hop numbers
-from the bridges' own latency probes (their `latency` diagnostics task).
+from the bridges' own latency probes (their `latency` diagnostics task). This module holds the
+cases' :class:`Bench` (server, ROS domains, cases 1-6), the report's sections and ``main``; the
+harness (processes, ROS domains, machine line) is in ``harness.py``, case 7 in ``safety_clock.py``.
 
     python -m bench [--quick] [--out docs/benchmarks.md]
+    python -m bench --only safety_clock       # one section (repeatable), printed with its run header
 """
 
 from __future__ import annotations
@@ -13,119 +16,19 @@ import argparse
 import datetime
 import os
 from pathlib import Path
-import platform
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable
 
-import psutil
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
 
+from portal_bridge_msgs.msg import Observation
+
+from .harness import JOINTS, RELIABLE, Domain, Processes, contract_yaml, machine, start_server
+from .safety_clock import safety_clock, safety_clock_table
 from .stats import fmt, summary, table
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'portal_bridge' / 'test'))
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
-from support.child_process import spawn  # noqa: E402
-from support.livekit_server import start_server  # noqa: E402
-
-from portal_bridge_msgs.msg import Observation  # noqa: E402
-
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-JOINTS = [f'j{i}' for i in range(6)]
-
-
-def contract_yaml(cameras: int, codec: str) -> str:
-    videos = ', '.join(f'{{ name: cam{i}, codec: {codec} }}' for i in range(cameras))
-    fields = ', '.join(f'{{ name: {j}, dtype: f64 }}' for j in JOINTS)
-    return f'version: 1\nfps: 30\nslack: 10\nvideos: [{videos}]\nstate: [{fields}]\naction: [{fields}]\n'
-
-
-class Domain:
-    """A private rclpy context on one ROS domain, spun in a thread, for the bench's own nodes."""
-
-    def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(f'bench_{domain_id}', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.diagnostics: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:
-                return
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for s in msg.status:
-            self.diagnostics[s.name] = {kv.key: kv.value for kv in s.values}
-
-    def probe(self, name: str, key: str) -> Optional[float]:
-        value = self.diagnostics.get(name, {}).get(key, '')
-        return float(value) / 1000.0 if value not in ('', None) else None  # µs -> ms
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(2)
-
-
-class Processes:
-    """Child processes of one case; CPU and memory sampled with psutil."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs = Path(tempfile.mkdtemp(prefix='bench-'))
-
-    def start(self, name: str, args: list[str], domain: int) -> None:
-        env = dict(self.env, ROS_DOMAIN_ID=str(domain))
-        log = open(self.logs / f'{name}.log', 'wb')  # noqa: SIM115
-        self.procs[name] = spawn([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def bridge(self, name: str, kind: str, domain: int, **params: Any) -> None:
-        args = ['-m', f'portal_bridge.{kind}', '--ros-args']
-        for k, v in params.items():
-            if isinstance(v, (list, tuple)):
-                v = '[' + ','.join(str(x) for x in v) + ']'
-            args += ['-p', f'{k}:={v}']
-        self.start(name, args, domain)
-
-    def cpu(self, seconds: float) -> dict[str, float]:
-        """Average CPU % (of one core) of each process over ``seconds``."""
-        ps = {n: psutil.Process(p.pid) for n, p in self.procs.items() if p.poll() is None}
-        for p in ps.values():
-            p.cpu_percent(None)
-        time.sleep(seconds)
-        return {n: p.cpu_percent(None) for n, p in ps.items()}
-
-    def rss_mib(self) -> dict[str, float]:
-        return {n: psutil.Process(p.pid).memory_info().rss / 2**20 for n, p in self.procs.items() if p.poll() is None}
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(2)
-        for p in self.procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 class Bench:
@@ -395,41 +298,113 @@ class Bench:
         self.server.stop()
 
 
-def machine() -> str:
-    cpu = platform.processor() or ''
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import livekit.rtc
-
-    server = subprocess.run([str(ROOT / '.tools' / 'bin' / 'livekit-server'), '--version'], capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
-    return (
-        f'- machine: {cpu}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, '
-        f'{platform.system()} {platform.release()}\n'
-        f'- software: Python {platform.python_version()}, rclpy {_version("ros-rclpy")}, '
-        f'livekit {livekit.rtc.__version__}, {server}, RMW {os.environ.get("RMW_IMPLEMENTATION", "default")}\n'
-    )
+Emit = Callable[[str], None]
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import version
+def section_observation(b: Bench, emit: Emit) -> None:
+    emit('## 1-3. Observation latency (robot-side Image + JointState publish -> operator-side Observation)\n')
+    sizes = [(640, 480)] if b.quick else [(640, 480), (1280, 720)]
+    cams = [1] if b.quick else [1, 3]
+    codecs = ['h264'] if b.quick else ['h264', 'mjpeg']
+    rows, floor_rows = [], []
+    for w, h in sizes:
+        for n in cams:
+            for codec in codecs:
+                r = b.observation_latency(w, h, n, codec)
+                c = b.core_latency(w, h, n, codec)
+                t = r.get('total', {})
+                robot_ms = (r.get('robot_bridge') or 0) + (r.get('frame_bridge') or 0) + (r.get('frame_codec') or 0)
+                rows.append([f'{w}x{h}', str(n), codec, t.get('p50'), t.get('p95'), t.get('p99'), r.get('rate'),
+                             r.get('ros_in'), r.get('robot_bridge'), r.get('frame_bridge'), r.get('frame_codec'),
+                             (r.get('age_at_operator') or 0) - (r.get('ros_in') or 0) - robot_ms,
+                             (t.get('p50') or 0) - (r.get('age_at_operator') or 0), r.get('operator_bridge'),
+                             c['total']['p50'], c['total']['p95'], c['total']['p99'], c['rate'],
+                             (t.get('p50') or 0) - (c['total']['p50'] or 0)])  # fmt: skip
+                b.__dict__.setdefault('internal', []).append((f'{w}x{h} x{n} {codec}', r))
+        floor = b.ros_floor(w, h)['total']
+        floor_rows.append([f'{w}x{h}', floor['n'], floor['p50'], floor['p95'], floor['p99']])
+    emit(table(['size', 'cams', 'codec', 'p50 ms', 'p95 ms', 'p99 ms', 'obs/s', 'ROS->robot_bridge p50',
+                'robot_bridge state p50', 'robot_bridge frame p50', 'frame codec p50',
+                'robot_bridge->SFU->operator core p50',
+                'core->ROS subscriber p50', 'operator_bridge publish p50', 'core only p50', 'core only p95',
+                'core only p99', 'core obs/s', 'ROS layer cost p50'], rows))  # fmt: skip
+    emit('\nPlain ROS 2 between two processes on this host (the floor for one ROS hop, rgb8 Image, 30 fps):\n')
+    emit(table(['size', 'n', 'p50 ms', 'p95 ms', 'p99 ms'], floor_rows))
+    emit('\nBridge-internal time (our code only, no codec: ROS callback -> handed to LiveKit on the robot; '
+         'observation emitted -> published on the operator), p50 / p95 ms:\n')  # fmt: skip
+    emit(table(['case', 'robot state', 'robot frame', 'operator observation'],
+               [[name, f"{fmt(r.get('robot_bridge'))} / {fmt(r.get('robot_bridge_p95'))}",
+                 f"{fmt(r.get('frame_bridge'))} / {fmt(r.get('frame_bridge_p95'))}",
+                 f"{fmt(r.get('operator_bridge'))} / {fmt(r.get('operator_bridge_p95'))}"]
+                for name, r in b.internal]))  # fmt: skip
+    cpu_rows = [[name, *(fmt(r.get('cpu', {}).get(p), 0) for p in ('publisher', 'robot_bridge', 'operator_bridge'))]
+                for name, r in b.internal]  # fmt: skip
+    emit('\nCPU % of one core during those runs:\n')
+    emit(table(['case', 'camera publisher', 'robot_bridge', 'operator_bridge'], cpu_rows))
 
-    try:
-        return version(dist)
-    except Exception:
-        return '?'
+
+def section_action_path(b: Bench, emit: Emit) -> None:
+    emit('\n## 4. Action path (operator `~/action` publish -> robot command topic received, 100 Hz)\n')
+    a = b.action_path()
+    emit(table(['p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'operator_bridge p50 / p95', 'robot_bridge p50 / p95'],
+               [[a['total']['p50'], a['total']['p95'], a['total']['p99'], a['rate'],
+                 f"{fmt(a['operator_bridge'])} / {fmt(a['operator_bridge_p95'])}",
+                 f"{fmt(a['robot_bridge'])} / {fmt(a['robot_bridge_p95'])}"]]))  # fmt: skip
+
+
+def section_sustained(b: Bench, emit: Emit) -> None:
+    emit('\n## 5. Sustained load (3 x 1280x720 H264 at 30 fps + 100 Hz joint states)\n')
+    s = b.sustained(60.0)
+    if 'error' in s:
+        emit(f'error: {s["error"]}')
+    else:
+        emit(table(['seconds', 'states published', 'states forwarded', 'observations',
+                    'observations / forwarded', 'CPU % publisher', 'CPU % robot_bridge', 'CPU % operator_bridge',
+                    'RSS growth MiB robot / operator'],
+                   [[s['seconds'], s['states_published'], s['states_forwarded'], s['observations'],
+                     s['observations'] / max(s['states_forwarded'], 1),
+                     s['cpu'].get('publisher'), s['cpu'].get('robot_bridge'), s['cpu'].get('operator_bridge'),
+                     f"{fmt(s['rss_growth'].get('robot_bridge'))} / "
+                     f"{fmt(s['rss_growth'].get('operator_bridge'))}"]]))  # fmt: skip
+
+
+def section_scale(b: Bench, emit: Emit) -> None:
+    emit('\n## 6. Scale (operators in the room; one drives at 100 Hz; robot has one 640x480 H264 camera)\n')
+    scale_rows = []
+    for n in [1, 2] if b.quick else [1, 2, 4, 8]:
+        r = b.scale(n)
+        if 'error' in r:
+            scale_rows.append([str(n), r['error'], '', '', '', ''])
+            continue
+        scale_rows.append([str(n), r['total']['p50'], r['total']['p95'], r['total']['p99'], r['rate'],
+                           r['cpu'].get('robot_bridge'), r['cpu'].get('watchers')])  # fmt: skip
+    emit(table(['operators', 'action p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'robot_bridge CPU %',
+                'watchers CPU %'], scale_rows))  # fmt: skip
+
+
+def section_safety_clock(b: Bench, emit: Emit) -> None:
+    emit('\n## 7. Safety clock under image load (3 PNG cameras 640x480 @ 30 fps)\n')
+    emit(safety_clock_table(safety_clock(b, b.seconds(30.0))))
+
+
+SECTIONS: dict[str, Callable[[Bench, Emit], None]] = {
+    'observation': section_observation,
+    'action_path': section_action_path,
+    'sustained': section_sustained,
+    'scale': section_scale,
+    'safety_clock': section_safety_clock,
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog='bench')
     parser.add_argument('--quick', action='store_true', help='short runs and a reduced matrix (harness smoke test)')
     parser.add_argument('--out', default=None, help='write the markdown report here')
+    parser.add_argument('--only', action='append', choices=list(SECTIONS), default=None,
+                        help='run only this section (repeatable); prints the run header, writes no report')  # fmt: skip
     args = parser.parse_args()
+    if args.only and args.out:
+        parser.error('--only prints its sections; --out writes the whole report (use one of them)')
     b = Bench(args.quick)
     started = datetime.datetime.now().astimezone()
     out: list[str] = []
@@ -439,78 +414,12 @@ def main() -> int:
         out.append(text)
 
     try:
-        emit('## 1-3. Observation latency (robot-side Image + JointState publish -> operator-side Observation)\n')
-        sizes = [(640, 480)] if args.quick else [(640, 480), (1280, 720)]
-        cams = [1] if args.quick else [1, 3]
-        codecs = ['h264'] if args.quick else ['h264', 'mjpeg']
-        rows, floor_rows = [], []
-        for w, h in sizes:
-            for n in cams:
-                for codec in codecs:
-                    r = b.observation_latency(w, h, n, codec)
-                    c = b.core_latency(w, h, n, codec)
-                    t = r.get('total', {})
-                    robot_ms = (r.get('robot_bridge') or 0) + (r.get('frame_bridge') or 0) + (r.get('frame_codec') or 0)
-                    rows.append([f'{w}x{h}', str(n), codec, t.get('p50'), t.get('p95'), t.get('p99'), r.get('rate'),
-                                 r.get('ros_in'), r.get('robot_bridge'), r.get('frame_bridge'), r.get('frame_codec'),
-                                 (r.get('age_at_operator') or 0) - (r.get('ros_in') or 0) - robot_ms,
-                                 (t.get('p50') or 0) - (r.get('age_at_operator') or 0), r.get('operator_bridge'),
-                                 c['total']['p50'], c['total']['p95'], c['total']['p99'], c['rate'],
-                                 (t.get('p50') or 0) - (c['total']['p50'] or 0)])  # fmt: skip
-                    b.__dict__.setdefault('internal', []).append((f'{w}x{h} x{n} {codec}', r))
-            floor = b.ros_floor(w, h)['total']
-            floor_rows.append([f'{w}x{h}', floor['n'], floor['p50'], floor['p95'], floor['p99']])
-        emit(table(['size', 'cams', 'codec', 'p50 ms', 'p95 ms', 'p99 ms', 'obs/s', 'ROS->robot_bridge p50',
-                    'robot_bridge state p50', 'robot_bridge frame p50', 'frame codec p50',
-                    'robot_bridge->SFU->operator core p50',
-                    'core->ROS subscriber p50', 'operator_bridge publish p50', 'core only p50', 'core only p95',
-                    'core only p99', 'core obs/s', 'ROS layer cost p50'], rows))  # fmt: skip
-        emit('\nPlain ROS 2 between two processes on this host (the floor for one ROS hop, rgb8 Image, 30 fps):\n')
-        emit(table(['size', 'n', 'p50 ms', 'p95 ms', 'p99 ms'], floor_rows))
-        emit('\nBridge-internal time (our code only, no codec: ROS callback -> handed to LiveKit on the robot; '
-             'observation emitted -> published on the operator), p50 / p95 ms:\n')  # fmt: skip
-        emit(table(['case', 'robot state', 'robot frame', 'operator observation'],
-                   [[name, f"{fmt(r.get('robot_bridge'))} / {fmt(r.get('robot_bridge_p95'))}",
-                     f"{fmt(r.get('frame_bridge'))} / {fmt(r.get('frame_bridge_p95'))}",
-                     f"{fmt(r.get('operator_bridge'))} / {fmt(r.get('operator_bridge_p95'))}"]
-                    for name, r in b.internal]))  # fmt: skip
-        cpu_rows = [[name, *(fmt(r.get('cpu', {}).get(p), 0) for p in ('publisher', 'robot_bridge', 'operator_bridge'))]
-                    for name, r in b.internal]  # fmt: skip
-        emit('\nCPU % of one core during those runs:\n')
-        emit(table(['case', 'camera publisher', 'robot_bridge', 'operator_bridge'], cpu_rows))
-
-        emit('\n## 4. Action path (operator `~/action` publish -> robot command topic received, 100 Hz)\n')
-        a = b.action_path()
-        emit(table(['p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'operator_bridge p50 / p95', 'robot_bridge p50 / p95'],
-                   [[a['total']['p50'], a['total']['p95'], a['total']['p99'], a['rate'],
-                     f"{fmt(a['operator_bridge'])} / {fmt(a['operator_bridge_p95'])}",
-                     f"{fmt(a['robot_bridge'])} / {fmt(a['robot_bridge_p95'])}"]]))  # fmt: skip
-
-        emit('\n## 5. Sustained load (3 x 1280x720 H264 at 30 fps + 100 Hz joint states)\n')
-        s = b.sustained(60.0)
-        if 'error' in s:
-            emit(f'error: {s["error"]}')
-        else:
-            emit(table(['seconds', 'states published', 'states forwarded', 'observations',
-                        'observations / forwarded', 'CPU % publisher', 'CPU % robot_bridge', 'CPU % operator_bridge',
-                        'RSS growth MiB robot / operator'],
-                       [[s['seconds'], s['states_published'], s['states_forwarded'], s['observations'],
-                         s['observations'] / max(s['states_forwarded'], 1),
-                         s['cpu'].get('publisher'), s['cpu'].get('robot_bridge'), s['cpu'].get('operator_bridge'),
-                         f"{fmt(s['rss_growth'].get('robot_bridge'))} / "
-                         f"{fmt(s['rss_growth'].get('operator_bridge'))}"]]))  # fmt: skip
-
-        emit('\n## 6. Scale (operators in the room; one drives at 100 Hz; robot has one 640x480 H264 camera)\n')
-        scale_rows = []
-        for n in [1, 2] if args.quick else [1, 2, 4, 8]:
-            r = b.scale(n)
-            if 'error' in r:
-                scale_rows.append([str(n), r['error'], '', '', '', ''])
-                continue
-            scale_rows.append([str(n), r['total']['p50'], r['total']['p95'], r['total']['p99'], r['rate'],
-                               r['cpu'].get('robot_bridge'), r['cpu'].get('watchers')])  # fmt: skip
-        emit(table(['operators', 'action p50 ms', 'p95 ms', 'p99 ms', 'actions/s', 'robot_bridge CPU %',
-                    'watchers CPU %'], scale_rows))  # fmt: skip
+        if args.only:
+            command = ' '.join(['python -m bench', *sys.argv[1:]])
+            emit(f'Produced by `{command}` on {started:%Y-%m-%d %H:%M %Z}.\n{machine()}')
+        for name, section in SECTIONS.items():
+            if not args.only or name in args.only:
+                section(b, emit)
     finally:
         b.close()
     if args.out:
