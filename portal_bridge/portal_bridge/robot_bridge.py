@@ -14,6 +14,7 @@ Run: ``ros2 run portal_bridge robot_bridge --ros-args --params-file config/robot
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any, Optional, Sequence
 
@@ -59,6 +60,7 @@ _DEFAULT_COMMAND_TOPICS = {
 }
 _WATCHDOG_PERIOD_S = 0.02
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
+SWITCH_INTERVAL_S = 0.001
 _ESTOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -753,10 +755,13 @@ class RobotBridge(BridgeNode):
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
+    # The safety clock, the LiveKit loop and the camera workers are threads of one interpreter; a
+    # thread that wakes up waits for the GIL up to the switch interval (5 ms by default) per
+    # hand-over, several times over under image load. 1 ms keeps the clock's wake-ups prompt
+    # (docs/benchmarks.md, safety clock under image load).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return run_node(RobotBridge, args)
 
 
 if __name__ == '__main__':
-    import sys
-
     sys.exit(main())
