@@ -429,7 +429,7 @@ def main() -> int:
             f'{machine()}'
             '- setup: one local `livekit-server --dev` on loopback; robot side and operator side on two ROS domains '
             '(so all traffic crosses LiveKit); every bridge, publisher and peer is its own process; Fast DDS with '
-            '`config/fastdds_large_messages.xml`. Latencies are wall-clock differences on this one host.\n\n'
+            '`config/fastdds_localhost.xml`. Latencies are wall-clock differences on this one host.\n\n'
         )
         notes = (Path(__file__).parent / 'notes.md').read_text()
         Path(args.out).write_text(header + '\n'.join(out) + '\n\n' + notes)

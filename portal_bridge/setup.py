@@ -18,6 +18,9 @@ setup(
         (os.path.join('share', PACKAGE, 'config'), glob('config/*')),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest only when the package declares it (else unittest, which finds nothing).
+    extras_require={'test': ['pytest', 'pytest-timeout', 'hypothesis']},
+    tests_require=['pytest'],
     zip_safe=True,
     maintainer='portal_bridge maintainers',
     maintainer_email='maintainers@portal-bridge.dev',

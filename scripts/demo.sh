@@ -11,7 +11,7 @@ cd "$ROOT"
 activate_ros
 
 SHARE="$WS/install/portal_bridge/share/portal_bridge/config"
-LOGS="$WS/demo-logs"
+LOGS="$ROOT/.ws/demo-logs"
 mkdir -p "$LOGS"
 ROOM="${DEMO_ROOM:-portal-demo}"
 ROBOT_DOMAIN="${DEMO_ROBOT_DOMAIN:-$(( 30 + ($$ % 80) * 2 ))}"
@@ -57,7 +57,8 @@ start() {  # start <domain> <log name> <executable> [ros args...]
 }
 common=(-p "livekit_url:=$URL" -p "room:=$ROOM")
 start "$ROBOT_DOMAIN" sim_robot sim_robot --params-file "$SHARE/sim_robot.yaml"
-start "$ROBOT_DOMAIN" robot_bridge robot_bridge --params-file "$SHARE/robot_arm.yaml" "${common[@]}"
+start "$ROBOT_DOMAIN" robot_bridge robot_bridge --params-file "$SHARE/robot_arm.yaml" "${common[@]}" \
+  -p "allowed_operators:=[demo-teleop]"
 start "$OPERATOR_DOMAIN" operator_bridge operator_bridge --params-file "$SHARE/operator.yaml" "${common[@]}" \
   -p identity:=demo-teleop -p auto_claim:=true
 log "robot side on ROS_DOMAIN_ID=$ROBOT_DOMAIN, operator side on ROS_DOMAIN_ID=$OPERATOR_DOMAIN, room '$ROOM'"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-command, idempotent setup: project venv with pinned ROS 2 wheels and tools, colcon build
-# of both packages, and a pinned livekit-server built from its Go module. Each step keeps a
+# One-command, idempotent setup of one environment (PORTAL_ENV, default jazzy-py312; see
+# common.sh): its venv with pinned ROS 2 wheels and tools, colcon build of both packages, and a
+# pinned livekit-server built from its Go module (shared by the environments). Each step keeps a
 # stamp of what it was built from and is skipped when nothing changed.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -8,26 +9,29 @@ cd "$ROOT"
 mkdir -p "$TOOLS/bin" "$TOOLS/stamps"
 
 # --- 1. virtual environment ------------------------------------------------------------------
-venv_hash=$(hash_files requirements/dev.txt requirements/constraints.txt <(echo "$PYTHON_BIN"))
-if [[ ! -x "$VENV/bin/python" || "$(cat "$TOOLS/stamps/venv" 2>/dev/null)" != "$venv_hash" ]]; then
-  command -v "$PYTHON_BIN" >/dev/null || { log "need $PYTHON_BIN (the ROS wheels are cp311)"; exit 1; }
-  log "creating virtual environment in .venv"
-  [[ -x "$VENV/bin/python" ]] || "$PYTHON_BIN" -m venv "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements/dev.txt -c requirements/constraints.txt
+PY=$(find_python) || { log "need Python $PY_VERSION for $PORTAL_ENV (python$PY_VERSION on PATH or pyenv's versions/$PY_VERSION.*)"; exit 1; }
+venv_hash=$(hash_files "$REQUIREMENTS" "$CONSTRAINTS" <(echo "$PY"))
+stamp="$TOOLS/stamps/venv-$PORTAL_ENV"
+if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$venv_hash" ]]; then
+  log "creating virtual environment $PORTAL_ENV in ${VENV#"$ROOT"/} ($PY)"
+  [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQUIREMENTS" -c "$CONSTRAINTS"
   # The wheels' CMake export files name the wheel factory's Python and numpy include dirs.
+  tag=$("$VENV/bin/python" -c 'import sys; v = sys.version_info; print(f"cp{v[0]}{v[1]}-cp{v[0]}{v[1]}")')
   py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_inc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
-  { grep -rlE '/opt/python/cp311-cp311' "$VENV/share" --include='*Export.cmake' 2>/dev/null || true; } | while read -r f; do
-    sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
-           -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
+  { grep -rlE "/opt/python/$tag" "$VENV/share" --include='*Export.cmake' 2>/dev/null || true; } | while read -r f; do
+    sed -i -e "s#/opt/python/$tag/lib/python$PY_VERSION/site-packages/numpy/_core/include#$np_inc#g" \
+           -e "s#/opt/python/$tag/include/python$PY_VERSION#$py_inc#g" "$f"
   done
   # colcon must never mistake the venv's share/ for source packages.
   touch "$VENV/COLCON_IGNORE"
-  echo "$venv_hash" > "$TOOLS/stamps/venv"
+  echo "$venv_hash" > "$stamp"
 else
-  log "venv up to date"
+  log "venv $PORTAL_ENV up to date"
 fi
 touch "$TOOLS/COLCON_IGNORE"
+mkdir -p "$ROOT/.venvs" && touch "$ROOT/.venvs/COLCON_IGNORE"
 
 # --- 2. colcon build of portal_bridge_msgs and portal_bridge ---------------------------------
 # Python sources are symlinked (--symlink-install), so only manifests, interfaces and the list
@@ -35,9 +39,9 @@ touch "$TOOLS/COLCON_IGNORE"
 build_inputs=$( { find portal_bridge_msgs -type f; find portal_bridge -maxdepth 1 -type f;
                   find portal_bridge/launch portal_bridge/config portal_bridge/resource -type f 2>/dev/null; } | sort )
 # shellcheck disable=SC2086
-build_hash=$( { echo "$build_inputs"; cat $build_inputs; cat "$TOOLS/stamps/venv"; } | sha256sum | cut -d' ' -f1)
-if [[ ! -f "$WS/install/setup.bash" || "$(cat "$TOOLS/stamps/colcon" 2>/dev/null)" != "$build_hash" ]]; then
-  log "colcon build (portal_bridge_msgs, portal_bridge)"
+build_hash=$( { echo "$build_inputs"; cat $build_inputs; cat "$stamp"; } | sha256sum | cut -d' ' -f1)
+if [[ ! -f "$WS/install/setup.bash" || "$(cat "$TOOLS/stamps/colcon-$PORTAL_ENV" 2>/dev/null)" != "$build_hash" ]]; then
+  log "colcon build of portal_bridge_msgs and portal_bridge ($PORTAL_ENV)"
   (
     # shellcheck disable=SC1091
     source "$VENV/bin/activate"
@@ -48,18 +52,26 @@ if [[ ! -f "$WS/install/setup.bash" || "$(cat "$TOOLS/stamps/colcon" 2>/dev/null
       --event-handlers console_direct- \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
   )
-  echo "$build_hash" > "$TOOLS/stamps/colcon"
+  echo "$build_hash" > "$TOOLS/stamps/colcon-$PORTAL_ENV"
 else
   log "colcon build up to date"
 fi
 
 # --- 3. livekit-server from its Go module -----------------------------------------------------
+# Built once per machine into the user's cache (a fresh clone, as in CI, reuses it); the Go module
+# and build caches live there too. PORTAL_BRIDGE_CACHE moves it.
+CACHE="${PORTAL_BRIDGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portal_bridge}"
+cached_server="$CACHE/bin/livekit-server-$LIVEKIT_SERVER_VERSION"
 if [[ ! -x "$LIVEKIT_SERVER" || "$(cat "$TOOLS/stamps/livekit-server" 2>/dev/null)" != "$LIVEKIT_SERVER_VERSION" ]]; then
-  command -v go >/dev/null || { log "need Go >= 1.26 to build livekit-server $LIVEKIT_SERVER_VERSION"; exit 1; }
-  log "building livekit-server $LIVEKIT_SERVER_VERSION from the Go module proxy (first time only)"
-  export GOPATH="$TOOLS/go" GOMODCACHE="$TOOLS/go/mod" GOCACHE="$TOOLS/go/cache" GOFLAGS=-modcacherw
-  GOBIN="$TOOLS/go/bin" go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
-  install -m 0755 "$TOOLS/go/bin/server" "$LIVEKIT_SERVER"
+  if [[ ! -x "$cached_server" ]]; then
+    command -v go >/dev/null || { log "need Go >= 1.26 to build livekit-server $LIVEKIT_SERVER_VERSION"; exit 1; }
+    log "building livekit-server $LIVEKIT_SERVER_VERSION from the Go module proxy (once per machine)"
+    mkdir -p "$CACHE/bin"
+    export GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/cache" GOFLAGS=-modcacherw
+    GOBIN="$CACHE/go/bin" go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
+    install -m 0755 "$CACHE/go/bin/server" "$cached_server"
+  fi
+  install -m 0755 "$cached_server" "$LIVEKIT_SERVER"
   echo "$LIVEKIT_SERVER_VERSION" > "$TOOLS/stamps/livekit-server"
 else
   log "livekit-server $LIVEKIT_SERVER_VERSION present"

@@ -5,18 +5,22 @@
 
 The robot side (sim_robot, robot_bridge) and the operator side (operator_bridge, demo_teleop)
 run on different ROS domains, so everything the operator sees has crossed LiveKit. With
-``start_server:=true`` a local ``livekit-server --dev`` is started and its dev keys are used;
-otherwise credentials come from the environment.
+``start_server:=true`` a local ``livekit-server --dev`` is started (found like the tests find it:
+$PORTAL_BRIDGE_LIVEKIT_SERVER, PATH, or the source tree's .tools/bin from ``make setup``; without
+one the launch stops with one line saying so) and its dev keys are used; otherwise credentials
+come from the environment. Every process loads Fast DDS's one-host large-message profile.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction, Shutdown
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from portal_bridge.dds_profile import profile_env
+from portal_bridge.launch_helpers import find_livekit_server, truthy
 
 SHARE = get_package_share_directory('portal_bridge')
 CONFIG = os.path.join(SHARE, 'config')
@@ -24,18 +28,37 @@ CONFIG = os.path.join(SHARE, 'config')
 
 def _nodes(context, *args, **kwargs):
     def arg(name):
-        return LaunchConfiguration(name).perform(context)
+        return context.launch_configurations[name]
 
-    local = arg('start_server').lower() in ('1', 'true', 'yes')
+    actions = []
+    local = truthy(arg('start_server'))
+    if local:
+        server = arg('livekit_server') or find_livekit_server()
+        if server is None:
+            message = (
+                'demo.launch.py: no livekit-server found (PORTAL_BRIDGE_LIVEKIT_SERVER, PATH, .tools/bin from '
+                '`make setup`); pass livekit_server:=<path>, or start_server:=false livekit_url:=<your server>'
+            )
+            return [LogInfo(msg=message), Shutdown(reason='no livekit-server')]
+        actions.append(
+            ExecuteProcess(
+                cmd=[server, '--dev', '--bind', '127.0.0.1', '--config-body', 'logging: {level: warn}'],
+                name='livekit_server',
+                output='log',
+                sigterm_timeout='1',
+            )
+        )
     keys = {'LIVEKIT_API_KEY': 'devkey', 'LIVEKIT_API_SECRET': 'secret'} if local else {}
-    robot_env = {'ROS_DOMAIN_ID': arg('robot_domain'), **keys}
-    operator_env = {'ROS_DOMAIN_ID': arg('operator_domain'), **keys}
+    dds = profile_env('localhost')
+    robot_env = {'ROS_DOMAIN_ID': arg('robot_domain'), **keys, **dds}
+    operator_env = {'ROS_DOMAIN_ID': arg('operator_domain'), **keys, **dds}
     common = {'livekit_url': arg('livekit_url'), 'room': arg('room')}
-    return [
+    return actions + [
         Node(package='portal_bridge', executable='sim_robot', name='sim_robot', additional_env=robot_env,
              parameters=[os.path.join(CONFIG, 'sim_robot.yaml')], output='screen'),
         Node(package='portal_bridge', executable='robot_bridge', name='robot_bridge', additional_env=robot_env,
-             parameters=[os.path.join(CONFIG, 'robot_arm.yaml'), common], output='screen'),
+             parameters=[os.path.join(CONFIG, 'robot_arm.yaml'), {**common, 'allowed_operators': ['demo-teleop']}],
+             output='screen'),
         Node(package='portal_bridge', executable='operator_bridge', name='operator_bridge',
              additional_env=operator_env,
              parameters=[os.path.join(CONFIG, 'operator.yaml'), {**common, 'identity': 'demo-teleop',
@@ -53,7 +76,7 @@ def generate_launch_description():
         [
             DeclareLaunchArgument('start_server', default_value='true', description='Start a local livekit-server'),
             DeclareLaunchArgument(
-                'livekit_server', default_value='livekit-server', description='livekit-server executable'
+                'livekit_server', default_value='', description='livekit-server executable (empty: look for one)'
             ),
             DeclareLaunchArgument('livekit_url', default_value='ws://127.0.0.1:7880', description='LiveKit URL'),
             DeclareLaunchArgument('room', default_value='portal-demo', description='LiveKit room'),
@@ -62,19 +85,6 @@ def generate_launch_description():
                 'operator_domain', default_value='22', description='ROS_DOMAIN_ID of the operator side'
             ),
             DeclareLaunchArgument('rviz', default_value='false', description='Start rviz2 on the operator side'),
-            ExecuteProcess(
-                cmd=[
-                    LaunchConfiguration('livekit_server'),
-                    '--dev',
-                    '--bind',
-                    '127.0.0.1',
-                    '--config-body',
-                    'logging: {level: warn}',
-                ],  # fmt: skip
-                name='livekit_server',
-                output='log',
-                condition=IfCondition(LaunchConfiguration('start_server')),
-            ),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -12,13 +12,16 @@ import time
 from ament_index_python.packages import get_package_share_directory
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from sensor_msgs.msg import Image, JointState
 from support.ros_world import RELIABLE
 from support.waiting import publish_until, wait_for_sync
 from test_bridge_observations import image, joint_state
 import yaml
+
+pytest.importorskip('rosbags', reason='the recording tests write bags with rosbags (pip install rosbags)')
+pytest.importorskip('mcap_ros2', reason='the recording tests read bags with mcap-ros2-support (pip install it)')
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
 
 from portal_bridge.portal import now_us
 from portal_bridge_msgs.msg import ExecutedAction, Observation

@@ -123,6 +123,7 @@ def test_make_demo_shows_observations_flowing():
 
 @pytest.mark.livekit
 @pytest.mark.ros
+@pytest.mark.slow
 def test_benchmark_harness_smoke():
     """`make bench` in its short form: every case runs and prints its table (no timing assertions)."""
     env = dict(os.environ, BENCH_QUICK='1', ROS_DOMAIN_ID=str(base_domain() + 6))

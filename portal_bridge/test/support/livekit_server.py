@@ -8,14 +8,13 @@ the one ``make setup`` built from the pinned Go module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import os
 from pathlib import Path
-import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from typing import Optional
 import urllib.request
 
 from .child_process import spawn
@@ -45,14 +44,11 @@ def free_ports() -> tuple[int, int, int]:
             s.close()
 
 
-def server_binary() -> str:
-    path = os.environ.get('PORTAL_BRIDGE_LIVEKIT_SERVER') or shutil.which('livekit-server')
-    if not path:
-        root = Path(__file__).resolve().parents[3]
-        path = str(root / '.tools' / 'bin' / 'livekit-server')
-    if not Path(path).is_file():
-        raise RuntimeError(f'livekit-server not found at {path}; run `make setup`')
-    return path
+def server_binary() -> Optional[str]:
+    """The server the tests use, found like demo.launch.py finds it (None when there is none)."""
+    from portal_bridge.launch_helpers import find_livekit_server
+
+    return find_livekit_server(Path(__file__).resolve())
 
 
 @dataclass
@@ -169,7 +165,10 @@ def _start_once(
     keys: tuple[str, str],
 ) -> LiveKitServer:
     log_path = Path(tempfile.mkstemp(prefix='livekit-server-', suffix='.log')[1])
-    cmd = [server_binary(), '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port, node_ip)]
+    binary = server_binary()
+    if binary is None:
+        raise RuntimeError('no livekit-server: set PORTAL_BRIDGE_LIVEKIT_SERVER, put one on PATH, or run `make setup`')
+    cmd = [binary, '--dev', '--bind', bind, '--config-body', config_body(port, tcp_port, udp_port, node_ip)]
     cmd += ['--keys', f'{keys[0]}: {keys[1]}']
     if netns:
         cmd = ['ip', 'netns', 'exec', netns, *cmd]
