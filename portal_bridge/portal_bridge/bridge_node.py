@@ -19,14 +19,13 @@ import traceback
 from typing import Any, Callable, Optional
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from .credentials import Credentials, CredentialsError, explain_token, load_credentials, redact
 from .diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
+from .params import ParameterError, declare
 from .portal import ContractError, WireContract
 from .portal.errors import RoomError
 from .portal.loop_thread import LoopThread
@@ -43,12 +42,6 @@ LATCHED = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 _RETRY_S = (1.0, 2.0)
-_TYPES = {
-    bool: ParameterType.PARAMETER_BOOL,
-    int: ParameterType.PARAMETER_INTEGER,
-    float: ParameterType.PARAMETER_DOUBLE,
-    str: ParameterType.PARAMETER_STRING,
-}
 
 
 def default_contract_path() -> str:
@@ -64,22 +57,18 @@ class BridgeNode(Node):
     def __init__(self, node_name: str, default_identity: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.url = self.param('livekit_url', 'ws://127.0.0.1:7880', 'LiveKit server URL (ws:// or wss://).')
-        self.identity = self.param(
-            'identity', default_identity, 'Participant identity in the room; unique per room.', read_only=True
-        )
-        self.room = self.param('room', 'portal', 'LiveKit room of the Portal session.', read_only=True)
+        self.identity = self.param('identity', default_identity, 'Participant identity in the room; unique per room.')
+        self.room = self.param('room', 'portal', 'LiveKit room of the Portal session.')
         self.contract_file = self.param(
             'contract_file',
             default_contract_path(),
             'Wire contract (livekit-portal portal.yaml format, version 1). Every peer must use the same.',
-            read_only=True,
         )
         self.credentials_file = self.param(
             'credentials_file',
             '',
             'File with LiveKit credentials (token, or api_key and api_secret). Empty: LIVEKIT_TOKEN, '
             'else LIVEKIT_API_KEY and LIVEKIT_API_SECRET from the environment. Secrets never go in parameters.',
-            read_only=True,
         )
         self.e2ee_key_file = self.param(
             'e2ee_key_file', '', 'File whose bytes are the shared end-to-end encryption key; empty: no E2EE.'
@@ -103,19 +92,19 @@ class BridgeNode(Node):
         self.diagnostics.add('connection', self._diag_connection)
 
     # -- parameters ------------------------------------------------------------------------------
-    def param(self, name: str, default: Any, description: str, read_only: bool = False, **constraints: Any) -> Any:
-        """Declare a parameter with a descriptor and return its value."""
-        descriptor = ParameterDescriptor(
-            description=description, read_only=read_only, type=_TYPES[type(default)], **constraints
-        )
-        return self.declare_parameter(name, default, descriptor).value
+    def param(self, name: str, default: Any, description: str, **options: Any) -> Any:
+        """Declare a parameter (read-only unless ``dynamic=True``; ``choices``, ``value_range``).
 
-    def list_param(self, name: str, description: str, item_type: type = str) -> list:
+        A bad value stops the node with one line (exit 2); see :func:`portal_bridge.params.declare`.
+        """
+        try:
+            return declare(self, name, default, description, **options)
+        except ParameterError as exc:
+            raise SystemExit(self._fatal(str(exc))) from None
+
+    def list_param(self, name: str, description: str, item_type: type = str, dynamic: bool = False) -> list:
         """A string or double array parameter that defaults to empty (an unset array)."""
-        kind = Parameter.Type.STRING_ARRAY if item_type is str else Parameter.Type.DOUBLE_ARRAY
-        descriptor = ParameterDescriptor(description=description, read_only=True)
-        value = self.declare_parameter(name, kind, descriptor).value
-        return list(value) if value is not None else []
+        return self.param(name, [], description, item_type=item_type, dynamic=dynamic)
 
     def _load_contract(self) -> WireContract:
         try:

@@ -42,6 +42,7 @@ from .joints import (
     nan_fields,
 )
 from .node_main import run_node
+from .params import DynamicParameters
 from .portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
 from .portal.errors import RPC_APPLICATION_ERROR, NotConnected, PointerRefused, PortalError, RpcCallError
 from .portal.metrics import SampleRing
@@ -70,13 +71,14 @@ class RobotBridge(BridgeNode):
         c = self.contract
         p = self.param
         # -- inputs ------------------------------------------------------------------------------
-        self.qos_mode = p('qos_reliability', 'auto', f'Input subscription reliability: {", ".join(QOS_MODES)}.')
+        self.qos_mode = p('qos_reliability', 'auto', 'Input subscription reliability.', choices=QOS_MODES)
         self.joint_states_topic = p('joint_states_topic', 'joint_states', 'sensor_msgs/JointState input.')
         self.state_rate_hz = p(
             'state_rate_hz',
             float(c.fps) if c.videos else 0.0,
             'Forward joint states at most this often (Hz); 0: every message. Observations pair each state with '
             'one frame per camera, so states faster than the video are dropped on the operator anyway.',
+            value_range=(0.0, 10000.0),
         )
         state_joints = self.list_param(
             'state_joints',
@@ -84,11 +86,7 @@ class RobotBridge(BridgeNode):
             '"<joint>/velocity" or "<joint>/effort". Default: the field names.',
         ) or [f.name for f in c.state]
         # -- outputs ------------------------------------------------------------------------------
-        self.command_type = p('command_type', 'float64_multi_array', f'Command message: {", ".join(COMMAND_TYPES)}.')
-        if self.command_type not in COMMAND_TYPES:
-            raise SystemExit(
-                self._fatal(f"command_type '{self.command_type}' must be one of {', '.join(COMMAND_TYPES)}")
-            )
+        self.command_type = p('command_type', 'float64_multi_array', 'Command message type.', choices=COMMAND_TYPES)
         self.command_topic = p('command_topic', _DEFAULT_COMMAND_TOPICS[self.command_type], 'Topic of the commands.')
         command_joints = self.list_param(
             'command_joints', "Joint order the controller expects. Default: the contract's action fields."
@@ -104,11 +102,17 @@ class RobotBridge(BridgeNode):
         self.chunk_mode = p(
             'chunk_mode',
             'trajectory' if self.command_type == 'joint_trajectory' else 'stepped',
-            'trajectory: one JointTrajectory per chunk (time_from_start = row / fps); stepped: one row per tick.',
+            'trajectory: one JointTrajectory per chunk, published once; stepped: each row at its own time.',
+            choices=('trajectory', 'stepped'),
         )
         # -- safety --------------------------------------------------------------------------------
         self.action_timeout_ms = p(
-            'action_timeout_ms', 500, 'Silence from the active operator after which on_timeout applies (ms).'
+            'action_timeout_ms',
+            500,
+            'Silence after which on_timeout applies (ms), from the last action, stepped row or trajectory end. '
+            'Dynamic.',
+            value_range=(1, 600000),
+            dynamic=True,
         )
         kind = COMMAND_KINDS[self.command_type]
         self.on_timeout = p(
@@ -116,28 +120,39 @@ class RobotBridge(BridgeNode):
             'hold' if 'hold' in kind.timeout_policies else 'zero',
             'hold: position outputs keep re-sending the last single command, trajectories finish and hold '
             'their last point (nothing is re-sent); zero: send one all-zero command; stop: send nothing. '
-            'Twist allows zero and stop only.',
+            'Twist allows zero and stop only. Dynamic.',
+            choices=TIMEOUT_POLICIES,
+            dynamic=True,
         )
         self.command_interface = p(
             'command_interface',
             kind.default_interface,
             "What the command drives (position, velocity, effort). It decides the emergency stop's one "
             'safe command: zeros for velocity and effort, the measured joint positions for position.',
+            choices=COMMAND_INTERFACES,
         )
         self.chunk_alignment = p(
             'chunk_alignment',
             'observation',
             "observation: row r of a chunk answering an observation is meant for that observation's time "
             '+ r/fps, rows already past on arrival are skipped; arrival: row 0 is the arrival time.',
+            choices=('observation', 'arrival'),
         )
         self.emergency_stop_topic = p(
             'emergency_stop_topic',
             '',
             'std_msgs/Bool topic whose True latches the emergency stop (a hardware button node); empty: none.',
         )
-        self.limit_policy = p('limit_policy', 'clamp', 'Action values outside the limits: clamp or reject.')
-        lower = self.list_param('action_limits_lower', 'Lower limit per action field (contract order).', float)
-        upper = self.list_param('action_limits_upper', 'Upper limit per action field (contract order).', float)
+        self.limit_policy = p(
+            'limit_policy', 'clamp', 'Action values outside the limits: clamp or reject. Dynamic.',
+            choices=('clamp', 'reject'), dynamic=True,
+        )  # fmt: skip
+        lower = self.list_param(
+            'action_limits_lower', 'Lower limit per action field (contract order). Dynamic.', float, dynamic=True
+        )
+        upper = self.list_param(
+            'action_limits_upper', 'Upper limit per action field (contract order). Dynamic.', float, dynamic=True
+        )
         allowed = self.list_param('allowed_operators', 'Identities that may take control; empty: anyone.')
         supervisors = self.list_param('supervisors', 'Identities that may assign control without driving.')
         rpc_methods = self.list_param('rpc_methods', 'Portal RPC methods served by calling std_srvs/Trigger.')
@@ -148,7 +163,7 @@ class RobotBridge(BridgeNode):
                 10000,
                 'How long a Portal RPC waits for its ROS service before failing with error 1500; a late reply is '
                 'dropped.',
-                read_only=True,
+                value_range=(1, 3600000),
             )
             / 1000.0
         )
@@ -264,6 +279,12 @@ class RobotBridge(BridgeNode):
         self._subscribe_inputs()
         self.service_host.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)
         self.output.start()
+        DynamicParameters(
+            self,
+            ('action_timeout_ms', 'on_timeout', 'limit_policy', 'action_limits_lower', 'action_limits_upper'),
+            self._apply_safety_parameters,
+            arrays=('action_limits_lower', 'action_limits_upper'),
+        )
         if not allowed:
             self.get_logger().warning(
                 f"allowed_operators is empty: anyone who can join room '{self.room}' may take control and drive "
@@ -293,44 +314,66 @@ class RobotBridge(BridgeNode):
 
     # -- configuration checks ----------------------------------------------------------------------
     def _validate(self, lower, upper, rpc_methods, rpc_services) -> None:
-        n = len(self.contract.action)
-        problems = []
-        allowed_policies = COMMAND_KINDS[self.command_type].timeout_policies
-        if self.on_timeout not in TIMEOUT_POLICIES:
-            problems.append(f"on_timeout '{self.on_timeout}' must be one of {', '.join(TIMEOUT_POLICIES)}")
-        elif self.on_timeout not in allowed_policies:
-            problems.append(
-                f"on_timeout '{self.on_timeout}' is unsafe for command_type {self.command_type} (a held velocity "
-                f'keeps the robot moving); use {" or ".join(allowed_policies)}'
-            )
-        if self.command_interface not in COMMAND_INTERFACES:
-            problems.append(
-                f"command_interface '{self.command_interface}' must be one of {', '.join(COMMAND_INTERFACES)}"
-            )
-        if self.chunk_alignment not in ('observation', 'arrival'):
-            problems.append(f"chunk_alignment '{self.chunk_alignment}' must be observation or arrival")
-        if self.limit_policy not in ('clamp', 'reject'):
-            problems.append(f"limit_policy '{self.limit_policy}' must be clamp or reject")
-        if self.qos_mode not in QOS_MODES:
-            problems.append(f"qos_reliability '{self.qos_mode}' must be one of {', '.join(QOS_MODES)}")
-        if self.action_timeout_ms <= 0:
-            problems.append('action_timeout_ms must be > 0')
-        if self.rpc_timeout_s <= 0:
-            problems.append('rpc_service_timeout_ms must be > 0')
-        if len(lower) != len(upper) or (lower and len(lower) != n):
-            problems.append(f'action_limits_lower/upper need {n} values each (one per action field), or none')
-        if any(lo > hi for lo, hi in zip(lower, upper)):
-            problems.append('action_limits_lower must not exceed action_limits_upper')
+        problems = self._safety_problems(
+            {
+                'on_timeout': self.on_timeout,
+                'action_timeout_ms': self.action_timeout_ms,
+                'action_limits_lower': lower,
+                'action_limits_upper': upper,
+            }
+        )
         if rpc_services and len(rpc_services) != len(rpc_methods):
             problems.append('rpc_services needs one entry per rpc_method')
-        if self.chunk_mode not in ('trajectory', 'stepped'):
-            problems.append(f"chunk_mode '{self.chunk_mode}' must be trajectory or stepped")
         if problems:
             raise SystemExit(self._fatal('; '.join(problems))) from None
-        if self.on_timeout == 'zero' and self.command_type in ('float64_multi_array', 'joint_trajectory'):
+        self._warn_zero_position(self.on_timeout)
+
+    def _safety_problems(self, values: dict) -> list[str]:
+        """What is wrong with these safety parameter values (at startup and on every change)."""
+        problems = []
+        allowed_policies = COMMAND_KINDS[self.command_type].timeout_policies
+        on_timeout = values['on_timeout']
+        if on_timeout not in allowed_policies:
+            problems.append(
+                f"on_timeout '{on_timeout}' is not allowed for command_type {self.command_type}"
+                + (' (a held velocity keeps the robot moving)' if on_timeout == 'hold' else '')
+                + f'; use {" or ".join(allowed_policies)}'
+            )
+        if values['action_timeout_ms'] <= 0:
+            problems.append('action_timeout_ms must be > 0')
+        if values.get('limit_policy', 'clamp') not in ('clamp', 'reject'):
+            problems.append(f"limit_policy '{values['limit_policy']}' must be clamp or reject")
+        lower, upper = list(values['action_limits_lower']), list(values['action_limits_upper'])
+        n = len(self.contract.action)
+        if len(lower) != len(upper) or (lower and len(lower) != n):
+            problems.append(
+                f'action_limits_lower/upper need {n} values each (one per action field), or none; change both '
+                'together (set_parameters_atomically, or a parameter file)'
+            )
+        elif any(not (lo <= hi) for lo, hi in zip(lower, upper)):
+            problems.append('action_limits_lower must not exceed action_limits_upper (and no NaN)')
+        return problems
+
+    def _warn_zero_position(self, on_timeout: str) -> None:
+        if on_timeout == 'zero' and self.command_interface == 'position' and self.command_type != 'twist':
             self.get_logger().warning(
                 'on_timeout zero sends all-zero commands: under position control that drives every joint to 0'
             )
+
+    def _apply_safety_parameters(self, values: dict) -> Optional[str]:
+        """``ros2 param set`` of a safety parameter: refused with the reason, or applied at once."""
+        problems = self._safety_problems(values)
+        if problems:
+            return '; '.join(problems)
+        lower, upper = list(values['action_limits_lower']), list(values['action_limits_upper'])
+        with self.output.lock:
+            self.safety.configure(timeout_s=values['action_timeout_ms'] / 1000.0, on_timeout=values['on_timeout'])
+            self.limits = (lower, upper) if lower else (None, None)
+            self.limit_policy = values['limit_policy']
+            self.action_timeout_ms = values['action_timeout_ms']
+            self.on_timeout = values['on_timeout']
+        self._warn_zero_position(values['on_timeout'])
+        return None
 
     # -- inputs ------------------------------------------------------------------------------------
     def _subscribe_inputs(self) -> None:
