@@ -15,7 +15,6 @@ from typing import Any, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -23,6 +22,7 @@ from std_msgs.msg import String
 
 from portal_bridge_msgs.msg import Observation
 
+from .params import declare
 from .portal import now_us
 from .sim_robot import read_barcode
 
@@ -43,7 +43,7 @@ class DemoTeleop(Node):
         super().__init__('demo_teleop', **kwargs)
 
         def p(name: str, default: Any, description: str) -> Any:
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+            return declare(self, name, default, description)
 
         bridge = p('bridge', '/operator_bridge', 'Namespace of the operator_bridge to drive.').rstrip('/')
         self.amplitude = p('amplitude', 0.5, 'Amplitude of the joint motion.')

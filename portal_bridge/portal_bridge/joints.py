@@ -1,71 +1,32 @@
-"""Joint states to Portal state values, and Portal actions to ros2_control command messages.
+"""Joint states to Portal state values, and Portal actions to command messages.
 
 Joints are always matched by name, never by position in a message: controllers, broadcasters
 and policies each order joints their own way. A state field names the joint it reads
 (``shoulder``), optionally with the interface (``shoulder/velocity``, ``shoulder/effort``);
-a command joint names the action field that drives it.
+a command joint names the action field that drives it. The messages themselves are built by
+the command types in :mod:`portal_bridge.commands`.
 """
 
 from __future__ import annotations
 
-import array
 from dataclasses import dataclass
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from geometry_msgs.msg import Twist
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from .ros_time import seconds_to_duration
+from .commands import COMMANDS, command_type
+from .commands.twist import SLOTS as TWIST_SLOTS
 
 __all__ = [
-    'COMMAND_INTERFACES',
-    'COMMAND_KINDS',
-    'COMMAND_MESSAGES',
     'COMMAND_TYPES',
-    'CommandKind',
     'TWIST_SLOTS',
     'StateMapping',
     'CommandBuilder',
     'MappingError',
 ]
 
-COMMAND_MESSAGES = {
-    'float64_multi_array': Float64MultiArray,
-    'joint_trajectory': JointTrajectory,
-    'joint_state': JointState,
-    'twist': Twist,
-}
-COMMAND_TYPES = tuple(COMMAND_MESSAGES)
-
-
-@dataclass(frozen=True)
-class CommandKind:
-    """What the safety logic needs to know about a command type.
-
-    ``timeout_policies``: the ``on_timeout`` values that are safe for it (``hold`` keeps a
-    Twist base driving, so Twist does not allow it). ``hold_resends``: whether ``hold`` re-sends
-    the last command; a trajectory controller holds its last point by itself, and re-sending a
-    trajectory would restart it. ``default_interface``: what the command drives, which decides
-    the e-stop's safe command (velocity and effort: zeros; position: the measured positions).
-    """
-
-    name: str
-    timeout_policies: tuple[str, ...]
-    hold_resends: bool
-    default_interface: str
-
-
-COMMAND_KINDS = {
-    'float64_multi_array': CommandKind('float64_multi_array', ('hold', 'zero', 'stop'), True, 'position'),
-    'joint_trajectory': CommandKind('joint_trajectory', ('hold', 'zero', 'stop'), False, 'position'),
-    'joint_state': CommandKind('joint_state', ('hold', 'zero', 'stop'), True, 'position'),
-    'twist': CommandKind('twist', ('zero', 'stop'), False, 'velocity'),
-}
-COMMAND_INTERFACES = ('position', 'velocity', 'effort')
-TWIST_SLOTS = ('linear_x', 'linear_y', 'linear_z', 'angular_x', 'angular_y', 'angular_z')
+COMMAND_TYPES = tuple(COMMANDS)
 _INTERFACES = ('position', 'velocity', 'effort')
 
 
@@ -115,24 +76,26 @@ class StateMapping:
 
 
 class CommandBuilder:
-    """Builds the command message a controller expects from action values in contract order."""
+    """Maps action values (contract order) onto a command type's joints and builds its messages."""
 
     def __init__(
         self,
-        command_type: str,
+        command_type_name: str,
         action_fields: Sequence[str],
         command_joints: Sequence[str] = (),
         command_fields: Sequence[str] = (),
         twist_fields: Sequence[str] = (),
         point_time_s: float = 0.0,
     ) -> None:
-        if command_type not in COMMAND_TYPES:
-            raise MappingError(f"command_type '{command_type}' must be one of {', '.join(COMMAND_TYPES)}")
-        self.command_type = command_type
+        try:
+            self.kind = command_type(command_type_name)
+        except KeyError as exc:
+            raise MappingError(exc.args[0]) from None
+        self.command_type = command_type_name
         self.action_fields = tuple(action_fields)
         index = {f: i for i, f in enumerate(self.action_fields)}
         self.point_time_s = point_time_s
-        if command_type == 'twist':
+        if not self.kind.joint_based:
             slots = list(twist_fields) or [f if f in index else '' for f in TWIST_SLOTS]
             if len(slots) != 6:
                 raise MappingError('twist_fields needs 6 entries: linear x, y, z, angular x, y, z (empty for zero)')
@@ -158,56 +121,36 @@ class CommandBuilder:
     def _ordered(self, values: Sequence[float]) -> list[float]:
         return [float(values[i]) for i in self.index]
 
-    def build(self, values: Sequence[float]):
+    def build(self, values: Sequence[float]) -> Any:
         """One command message from one action (values in contract order)."""
-        t = self.command_type
-        if t == 'twist':
-            v = [0.0 if i is None else float(values[i]) for i in self.twist_index]
-            msg = Twist()
-            msg.linear.x, msg.linear.y, msg.linear.z = v[0], v[1], v[2]
-            msg.angular.x, msg.angular.y, msg.angular.z = v[3], v[4], v[5]
-            return msg
-        ordered = self._ordered(values)
-        if t == 'float64_multi_array':
-            return Float64MultiArray(data=array.array('d', ordered))
-        if t == 'joint_state':
-            return JointState(name=list(self.joints), position=array.array('d', ordered))
-        point = JointTrajectoryPoint(
-            positions=array.array('d', ordered), time_from_start=seconds_to_duration(self.point_time_s)
-        )
-        return JointTrajectory(joint_names=list(self.joints), points=[point])
+        if not self.kind.joint_based:
+            return self.kind.build(TWIST_SLOTS, [0.0 if i is None else float(values[i]) for i in self.twist_index])
+        if self.kind.name == 'joint_trajectory':
+            return self.kind.trajectory(self.joints, [self._ordered(values)], 1.0, self.point_time_s)
+        return self.kind.build(self.joints, self._ordered(values))
 
-    def build_trajectory(self, rows: Sequence[Sequence[float]], fps: float, start_s: float = 0.0) -> JointTrajectory:
+    def build_trajectory(self, rows: Sequence[Sequence[float]], fps: float, start_s: float = 0.0) -> Any:
         """A whole action chunk as one trajectory: row ``r`` at ``time_from_start = start_s + r / fps``."""
-        points = [
-            JointTrajectoryPoint(
-                positions=array.array('d', self._ordered(row)),
-                time_from_start=seconds_to_duration(start_s + r / fps),
-            )
-            for r, row in enumerate(rows)
-        ]
-        return JointTrajectory(joint_names=list(self.joints), points=points)
+        trajectory = self.kind.trajectory or command_type('joint_trajectory').trajectory
+        return trajectory(self.joints, [self._ordered(row) for row in rows], fps, start_s)
 
-    def empty_trajectory(self) -> JointTrajectory:
+    def empty_trajectory(self) -> Any:
         """A trajectory with no points: joint_trajectory_controller stops and holds where it is."""
-        return JointTrajectory(joint_names=list(self.joints), points=[])
+        return command_type('joint_trajectory').stop_here(self.joints)
 
-    def build_positions(self, measured: dict[str, float]):
+    def build_positions(self, measured: dict[str, float]) -> Any:
         """A position command at the measured positions of the command joints (None if one is unknown).
 
         The e-stop of a position-controlled arm: stop where it is, not continue to the last target.
         """
-        if self.command_type == 'twist' or any(j not in measured for j in self.joints):
+        if not self.kind.joint_based or any(j not in measured for j in self.joints):
             return None
-        positions = array.array('d', (measured[j] for j in self.joints))
-        if self.command_type == 'float64_multi_array':
-            return Float64MultiArray(data=positions)
-        if self.command_type == 'joint_state':
-            return JointState(name=list(self.joints), position=positions)
-        point = JointTrajectoryPoint(positions=positions, time_from_start=seconds_to_duration(0.0))
-        return JointTrajectory(joint_names=list(self.joints), points=[point])
+        positions = [float(measured[j]) for j in self.joints]
+        if self.kind.name == 'joint_trajectory':
+            return self.kind.trajectory(self.joints, [positions], 1.0, 0.0)
+        return self.kind.build(self.joints, positions)
 
-    def zeros(self):
+    def zeros(self) -> Any:
         """The all-zero command (a stop for velocity controllers and Twist)."""
         return self.build([0.0] * len(self.action_fields))
 

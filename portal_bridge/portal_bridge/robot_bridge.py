@@ -27,14 +27,11 @@ from portal_bridge_msgs.srv import SetActiveOperator
 
 from .bridge_node import LATCHED, BridgeNode
 from .command_output import CommandOutput
+from .commands import COMMAND_INTERFACES, COMMANDS
 from .diagnostics import ERROR, OK, WARN
 from .frame_worker import FrameWorker
 from .images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
 from .joints import (
-    COMMAND_INTERFACES,
-    COMMAND_KINDS,
-    COMMAND_MESSAGES,
-    COMMAND_TYPES,
     CommandBuilder,
     MappingError,
     StateMapping,
@@ -53,12 +50,6 @@ from .service_host import ServiceHost
 
 __all__ = ['RobotBridge', 'main']
 
-_DEFAULT_COMMAND_TOPICS = {
-    'float64_multi_array': '/forward_position_controller/commands',
-    'joint_trajectory': '/joint_trajectory_controller/joint_trajectory',
-    'joint_state': '/joint_command',
-    'twist': '/cmd_vel',
-}
 _WATCHDOG_PERIOD_S = 0.02
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
 SWITCH_INTERVAL_S = 0.001
@@ -86,8 +77,8 @@ class RobotBridge(BridgeNode):
             '"<joint>/velocity" or "<joint>/effort". Default: the field names.',
         ) or [f.name for f in c.state]
         # -- outputs ------------------------------------------------------------------------------
-        self.command_type = p('command_type', 'float64_multi_array', 'Command message type.', choices=COMMAND_TYPES)
-        self.command_topic = p('command_topic', _DEFAULT_COMMAND_TOPICS[self.command_type], 'Topic of the commands.')
+        self.command_type = p('command_type', 'float64_multi_array', 'Command message type.', choices=tuple(COMMANDS))
+        self.command_topic = p('command_topic', COMMANDS[self.command_type].default_topic, 'Topic of the commands.')
         command_joints = self.list_param(
             'command_joints', "Joint order the controller expects. Default: the contract's action fields."
         )
@@ -114,7 +105,7 @@ class RobotBridge(BridgeNode):
             value_range=(1, 600000),
             dynamic=True,
         )
-        kind = COMMAND_KINDS[self.command_type]
+        kind = COMMANDS[self.command_type]
         self.on_timeout = p(
             'on_timeout',
             'hold' if 'hold' in kind.timeout_policies else 'zero',
@@ -248,14 +239,14 @@ class RobotBridge(BridgeNode):
         self._commands_published = 0
         self.command_pub = None
         if self.builder is not None or self.chunk_builder is not None:
-            self.command_pub = self.create_publisher(COMMAND_MESSAGES[self.command_type], self.command_topic, 10)
+            self.command_pub = self.create_publisher(COMMANDS[self.command_type].message, self.command_topic, 10)
             self.get_logger().info(f'commands ({self.command_type}) -> {self.command_topic}')
         # The command output: one state machine owns what reaches the controller (see safety.py).
         self.safety = CommandSafety(
             timeout_s=self.action_timeout_ms / 1000.0,
             on_timeout=self.on_timeout,
             hold_period_s=1.0 / c.fps,
-            hold_resends=COMMAND_KINDS[self.command_type].hold_resends,
+            hold_resends=COMMANDS[self.command_type].hold_resends,
         )
         self.output = CommandOutput(
             self.safety,
@@ -331,7 +322,7 @@ class RobotBridge(BridgeNode):
     def _safety_problems(self, values: dict) -> list[str]:
         """What is wrong with these safety parameter values (at startup and on every change)."""
         problems = []
-        allowed_policies = COMMAND_KINDS[self.command_type].timeout_policies
+        allowed_policies = COMMANDS[self.command_type].timeout_policies
         on_timeout = values['on_timeout']
         if on_timeout not in allowed_policies:
             problems.append(
@@ -585,9 +576,10 @@ class RobotBridge(BridgeNode):
     def _safe_message(self):
         """The e-stop's one command: stop where the robot is, whatever on_timeout says."""
         builder = self.builder or self.chunk_builder
-        if self.command_type == 'joint_trajectory':
-            return builder.empty_trajectory()  # joint_trajectory_controller stops and holds position
-        if self.command_type == 'twist' or self.command_interface != 'position':
+        kind = COMMANDS[self.command_type]
+        if kind.stop_here is not None:
+            return kind.stop_here(builder.joints)  # e.g. an empty trajectory: stop and hold where it is
+        if not kind.joint_based or self.command_interface != 'position':
             return builder.zeros()
         msg = builder.build_positions(self._measured)
         if msg is None:

@@ -15,16 +15,13 @@ import math
 import time
 from typing import Any, Optional, Sequence
 
-from geometry_msgs.msg import Twist
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray, Header
-from trajectory_msgs.msg import JointTrajectory
+from std_msgs.msg import Header
 
-from .joints import COMMAND_TYPES
+from .commands import COMMANDS
+from .params import declare
 
 __all__ = ['SimRobot', 'draw_frame', 'read_barcode', 'main']
 
@@ -97,20 +94,17 @@ class SimRobot(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('sim_robot', **kwargs)
 
-        def p(name: str, default: Any, description: str) -> Any:
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+        def p(name: str, default: Any, description: str, **options: Any) -> Any:
+            return declare(self, name, default, description, **options)
 
         def lp(name: str, default: Sequence[str], description: str) -> list[str]:
-            value = self.declare_parameter(
-                name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(description=description)
-            ).value
-            return list(value) if value else list(default)
+            return declare(self, name, [], description, item_type=str) or list(default)
 
         self.cameras = lp('camera_names', ['front', 'wrist'], 'Cameras; each publishes <name>/image_raw.')
         self.width = p('camera_width', 640, 'Image width in pixels.')
         self.height = p('camera_height', 480, 'Image height in pixels.')
         self.fps = p('camera_fps', 30.0, 'Camera frame rate.')
-        self.encoding = p('camera_encoding', 'rgb8', 'rgb8 or bgr8.')
+        self.encoding = p('camera_encoding', 'rgb8', 'Image encoding.', choices=('rgb8', 'bgr8'))
         self.sizes = {
             cam: (
                 p(f'cameras.{cam}.width', self.width, f'Width of {cam} (default camera_width).'),
@@ -124,7 +118,7 @@ class SimRobot(Node):
             'Joints published on joint_states (positions follow the commands).',
         )
         self.joint_rate = p('joint_rate_hz', 100.0, 'joint_states rate.')
-        self.command_type = p('command_type', 'float64_multi_array', f'Commands to follow: {", ".join(COMMAND_TYPES)}.')
+        self.command_type = p('command_type', 'float64_multi_array', 'Commands to follow.', choices=tuple(COMMANDS))
         self.command_topic = p('command_topic', '/forward_position_controller/commands', 'Command topic.')
         self.command_joints = lp('command_joints', self.joints, 'Joint order of Float64MultiArray commands.')
         self.max_velocity = p('max_velocity', 3.0, 'Joint speed limit while following commands (units/s).')
@@ -138,9 +132,8 @@ class SimRobot(Node):
         self._last_step = time.monotonic()
         self.image_pubs = [self.create_publisher(Image, f'{cam}/image_raw', 5) for cam in self.cameras]
         self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
-        msg_type = {'float64_multi_array': Float64MultiArray, 'joint_trajectory': JointTrajectory,
-                    'joint_state': JointState, 'twist': Twist}[self.command_type]  # fmt: skip
-        self.create_subscription(msg_type, self.command_topic, self._on_command, 10)
+        self.kind = COMMANDS[self.command_type]
+        self.create_subscription(self.kind.message, self.command_topic, self._on_command, 10)
         self.create_timer(1.0 / self.fps, self._publish_images)
         self.create_timer(1.0 / self.joint_rate, self._publish_joints)
         self.get_logger().info(
@@ -175,21 +168,19 @@ class SimRobot(Node):
         self.commands_received += 1
 
     def _on_command(self, msg: Any) -> None:
-        if isinstance(msg, Float64MultiArray):
-            self._set_targets(self.command_joints, list(msg.data))
-        elif isinstance(msg, JointTrajectory):
-            if msg.points:
-                self._set_targets(msg.joint_names, list(msg.points[-1].positions))
-        elif isinstance(msg, JointState):
-            self._set_targets(msg.name, list(msg.position))
-        else:
-            self._twist = (msg.linear.x, msg.angular.z)
-            self.commands_received += 1
+        names, values = self.kind.follow(msg, self.command_joints)
+        if self.kind.joint_based:
+            if names:
+                self._set_targets(names, values)
+            return
+        slots = dict(zip(names, values))
+        self._twist = (slots['linear_x'], slots['angular_z'])
+        self.commands_received += 1
 
     def _publish_joints(self) -> None:
         now = time.monotonic()
         dt, self._last_step = now - self._last_step, now
-        if self.command_type == 'twist':
+        if not self.kind.joint_based:
             self.velocities[:] = 0.0
             self.velocities[0] = self._twist[0]
             if len(self.velocities) > 1:

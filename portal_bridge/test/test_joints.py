@@ -371,8 +371,8 @@ def test_build_positions_has_no_meaning_for_twist():
 
 
 def test_command_kinds_refuse_hold_for_twist_and_resend_only_single_position_commands():
-    from portal_bridge.joints import COMMAND_KINDS, COMMAND_TYPES
+    from portal_bridge.commands import COMMANDS
 
-    assert set(COMMAND_KINDS) == set(COMMAND_TYPES)
-    assert 'hold' not in COMMAND_KINDS['twist'].timeout_policies
-    assert [k for k, v in COMMAND_KINDS.items() if v.hold_resends] == ['float64_multi_array', 'joint_state']
+    assert set(COMMANDS) == set(COMMAND_TYPES)
+    assert 'hold' not in COMMANDS['twist'].timeout_policies
+    assert [k for k, v in COMMANDS.items() if v.hold_resends] == ['float64_multi_array', 'joint_state']

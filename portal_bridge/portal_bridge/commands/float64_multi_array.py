@@ -1,0 +1,30 @@
+"""std_msgs/Float64MultiArray for forward_command_controller (positions, velocities or efforts)."""
+
+from __future__ import annotations
+
+import array
+from typing import Sequence
+
+from std_msgs.msg import Float64MultiArray
+
+from .base import CommandType
+
+
+def build(joints: Sequence[str], values: Sequence[float]) -> Float64MultiArray:
+    return Float64MultiArray(data=array.array('d', values))
+
+
+def follow(msg: Float64MultiArray, command_joints: Sequence[str]) -> tuple[list[str], list[float]]:
+    return list(command_joints), list(msg.data)
+
+
+TYPE = CommandType(
+    name='float64_multi_array',
+    message=Float64MultiArray,
+    default_topic='/forward_position_controller/commands',
+    timeout_policies=('hold', 'zero', 'stop'),
+    hold_resends=True,
+    default_interface='position',
+    build=build,
+    follow=follow,
+)
