@@ -47,6 +47,12 @@ class DemoTeleop(Node):
 
         bridge = p('bridge', '/operator_bridge', 'Namespace of the operator_bridge to drive.').rstrip('/')
         self.amplitude = p('amplitude', 0.5, 'Amplitude of the joint motion.')
+        # Grippers are limited to [0, 1] in config/robot_arm.yaml: they open and close within it
+        # instead of being sent -0.5 and clamped by the robot on every action.
+        self.unit_joints = set(
+            declare(self, 'unit_range_joints', [], 'Joints that move within [0, 1] (default: gripper).', item_type=str)
+            or ['gripper']
+        )
         self.period = p('period_s', 4.0, 'Period of the joint motion.')
         self.report_period = p('report_period_s', 1.0, 'How often to print a status line.')
         self.action_pub = self.create_publisher(JointState, f'{bridge}/action', 10)
@@ -84,7 +90,8 @@ class DemoTeleop(Node):
             self.frame_number = read_barcode(np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 3))
         t = now - self._start
         names = list(obs.state.name)
-        positions = [self.amplitude * math.sin(2 * math.pi * t / self.period + i * 0.7) for i in range(len(names))]
+        phase = [math.sin(2 * math.pi * t / self.period + i * 0.7) for i in range(len(names))]
+        positions = [0.5 + 0.5 * s if n in self.unit_joints else self.amplitude * s for n, s in zip(names, phase)]
         # Stamped with the observation it answers: the robot turns this into end-to-end latency.
         self.action_pub.publish(JointState(header=obs.header, name=names, position=positions))
 

@@ -53,6 +53,11 @@ __all__ = ['RobotBridge', 'main']
 _WATCHDOG_PERIOD_S = 0.02
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
 SWITCH_INTERVAL_S = 0.001
+# Counters that are not bad input: control-plane events, and values changed to fit (clamped).
+_BENIGN = frozenset(
+    {'not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator', 'chunk_rows_skipped'}
+)
+_ADJUSTED = frozenset({'limit_clamped', 'odd_size_cropped', 'zero_stamp'})
 _ESTOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -779,14 +784,19 @@ class RobotBridge(BridgeNode):
         return OK, 'no active operator' if self.robot.active_operator() is None else 'waiting for actions', values
 
     def _diag_conversion(self):
+        """WARN for inputs dropped as bad; values changed to fit (clamped) are counted but are not an error."""
         counts = self.counts()
-        benign = ('not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator',
-                  'chunk_rows_skipped')  # fmt: skip
-        errors = {k: v for k, v in counts.items() if k not in benign}
-        level = WARN if errors else OK
+        adjusted = {k: v for k, v in counts.items() if k in _ADJUSTED}
+        rejected = {k: v for k, v in counts.items() if k not in _BENIGN and k not in _ADJUSTED}
+        level = WARN if rejected else OK
         if counts.get('connect_failed') and not self.robot.is_connected:
             level = ERROR
-        return level, f'{sum(errors.values())} inputs rejected' if errors else 'no conversion errors', counts
+        parts = []
+        if rejected:
+            parts.append(f'{sum(rejected.values())} inputs rejected ({", ".join(sorted(rejected))})')
+        if adjusted:
+            parts.append(f'{sum(adjusted.values())} adjusted ({", ".join(sorted(adjusted))})')
+        return level, '; '.join(parts) or 'no conversion errors', counts
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:

@@ -9,9 +9,11 @@ playout delay, which is what teleoperation wants.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 from typing import Mapping, Optional
+import warnings
 
 from livekit import api
 
@@ -30,6 +32,11 @@ def credentials_from_env(environ: Optional[Mapping[str, str]] = None) -> tuple[s
     if missing:
         raise ValueError(f'set {" and ".join(missing)} (or pass a token) to join a LiveKit room')
     return key, secret
+
+
+DEV_KEYS = ('devkey', 'secret')  # livekit-server --dev
+_MIN_SECRET_BYTES = 32
+_short_secret_warned = False
 
 
 def mint_token(
@@ -71,7 +78,29 @@ def mint_token(
         token = token.with_attributes({ACTIVE_OPERATOR_ATTR: active_operator})
     if low_latency:
         token = token.with_room_config(api.RoomConfiguration(min_playout_delay=0, max_playout_delay=1))
-    return token.to_jwt()
+    with warnings.catch_warnings():
+        if (api_key, api_secret) == DEV_KEYS:
+            # livekit-server --dev's well-known key pair: PyJWT's warning that the 6-byte secret is
+            # shorter than HMAC-SHA256 wants says nothing a local test server could act on.
+            warnings.filterwarnings('ignore', message='The HMAC key is', category=Warning)
+        elif len(api_secret.encode()) < _MIN_SECRET_BYTES:
+            warnings.filterwarnings('ignore', message='The HMAC key is', category=Warning)
+            _warn_short_secret(len(api_secret.encode()))
+        return token.to_jwt()
+
+
+def _warn_short_secret(n: int) -> None:
+    """Our own line for a short secret, once per process (PyJWT's would repeat per token)."""
+    global _short_secret_warned
+    if _short_secret_warned:
+        return
+    _short_secret_warned = True
+    logging.getLogger('portal_bridge.tokens').warning(
+        'LIVEKIT_API_SECRET is %d bytes; HMAC-SHA256 wants at least %d: anyone who guesses it can mint tokens '
+        'for this LiveKit server',
+        n,
+        _MIN_SECRET_BYTES,
+    )
 
 
 # A JWT: three base64url parts, the first two JSON objects ('{"' encodes as 'eyJ').
