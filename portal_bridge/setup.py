@@ -34,6 +34,7 @@ setup(
             'operator_bridge = portal_bridge.operator_bridge:main',
             'sim_robot = portal_bridge.sim_robot:main',
             'demo_teleop = portal_bridge.demo_teleop:main',
+            'doctor = portal_bridge.doctor:main',
         ],
     },
 )

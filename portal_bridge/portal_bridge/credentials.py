@@ -58,7 +58,8 @@ def _from_mapping(values: Mapping[str, object], where: str) -> Credentials:
     for key, value in values.items():
         name = _ALIASES.get(str(key).lower())
         if name is None:
-            raise CredentialsError(f"{where}: unknown key '{key}' (use token, or api_key and api_secret)")
+            # The key is not quoted: a file holding a bare secret would put the secret in the log.
+            raise CredentialsError(f'{where}: unknown key in the file (use token, or api_key and api_secret)')
         found[name] = str(value).strip()
     if found.get('token'):
         return Credentials(token=found['token'])
@@ -82,7 +83,10 @@ def load_credentials(path: str = '', environ: Optional[Mapping[str, str]] = None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise CredentialsError(f'credentials_file {p} is not valid YAML: {exc}') from None
+            # Only the position: YAML's message quotes the offending line, which may hold a secret.
+            mark = getattr(exc, 'problem_mark', None)
+            at = f' (line {mark.line + 1}, column {mark.column + 1})' if mark is not None else ''
+            raise CredentialsError(f'credentials_file {p} is not valid YAML{at}') from None
         if not isinstance(data, dict):
             raise CredentialsError(f'credentials_file {p} must be a mapping')
         return _from_mapping(data, str(p))

@@ -172,3 +172,22 @@ def test_secret_never_in_parameters_or_logs(server, room_name, tmp_path, capfd):
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err + out
     assert proc.returncode == 0, out
+
+
+def test_credential_file_errors_never_quote_the_file(tmp_path):
+    """A malformed file's error names the problem and the place, never the content (it may be a secret)."""
+    from portal_bridge.credentials import CredentialsError, load_credentials
+
+    secret = 'Zm9vYmFyYmF6cXV4c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OQ=='
+    cases = {
+        'yaml.yaml': f'api_key: k\napi_secret: [{secret}\n',  # YAML's own message quotes this line
+        'bare.yaml': f'{secret}: 1\n',  # an unknown key that is the secret itself
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(CredentialsError) as exc:
+            load_credentials(str(path))
+        message = str(exc.value)
+        assert all(secret[i : i + 10] not in message for i in range(len(secret) - 9)), message
+        assert str(path) in message
