@@ -49,9 +49,14 @@ def _nodes(context, *args, **kwargs):
             )
         )
     keys = {'LIVEKIT_API_KEY': 'devkey', 'LIVEKIT_API_SECRET': 'secret'} if local else {}
+    # Two ROS domains of our own (like make demo), so demos of several users on one machine or
+    # network do not mix, unless given.
+    robot_domain = arg('robot_domain') or str(30 + (os.getpid() % 80) * 2)
+    operator_domain = arg('operator_domain') or str(int(robot_domain) + 1)
+    actions.append(LogInfo(msg=f'demo: robot side on ROS_DOMAIN_ID={robot_domain}, operator side on {operator_domain}'))
     dds = profile_env('localhost')
-    robot_env = {'ROS_DOMAIN_ID': arg('robot_domain'), **keys, **dds}
-    operator_env = {'ROS_DOMAIN_ID': arg('operator_domain'), **keys, **dds}
+    robot_env = {'ROS_DOMAIN_ID': robot_domain, **keys, **dds}
+    operator_env = {'ROS_DOMAIN_ID': operator_domain, **keys, **dds}
     common = {'livekit_url': arg('livekit_url'), 'room': arg('room')}
     return actions + [
         Node(package='portal_bridge', executable='sim_robot', name='sim_robot', additional_env=robot_env,
@@ -80,9 +85,11 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument('livekit_url', default_value='ws://127.0.0.1:7880', description='LiveKit URL'),
             DeclareLaunchArgument('room', default_value='portal-demo', description='LiveKit room'),
-            DeclareLaunchArgument('robot_domain', default_value='21', description='ROS_DOMAIN_ID of the robot side'),
             DeclareLaunchArgument(
-                'operator_domain', default_value='22', description='ROS_DOMAIN_ID of the operator side'
+                'robot_domain', default_value='', description='ROS_DOMAIN_ID of the robot side (empty: pick one)'
+            ),
+            DeclareLaunchArgument(
+                'operator_domain', default_value='', description='ROS_DOMAIN_ID of the operator side (empty: next one)'
             ),
             DeclareLaunchArgument('rviz', default_value='false', description='Start rviz2 on the operator side'),
             OpaqueFunction(function=_nodes),

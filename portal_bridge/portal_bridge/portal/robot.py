@@ -227,6 +227,12 @@ class Robot(ActionInbox, PortalSession):
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
             self._start_drainer(f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name))
+            self.log.info(
+                "[%s] publishing frame-video track '%s' (%s, one byte stream per frame)",
+                self.session,
+                spec.name,
+                spec.codec.name,
+            )
         if self._state_codec is not None:
             self._state_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             reliable = self.contract.state_reliable
