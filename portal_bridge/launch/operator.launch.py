@@ -10,12 +10,11 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import OpaqueFunction
-from launch.conditions import IfCondition
+from launch.actions import LogInfo, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from portal_bridge.launch_helpers import bridge_arguments, bridge_node, truthy
+from portal_bridge.launch_helpers import bridge_arguments, bridge_node, missing_rviz, truthy
 
 SHARE = get_package_share_directory('portal_bridge')
 
@@ -28,16 +27,17 @@ OVERRIDES = {'auto_claim': ('auto_claim', truthy), 'action_subscription': ('acti
 
 
 def _nodes(context, *args, **kwargs):
-    return [
-        bridge_node(context, 'operator_bridge', OVERRIDES),
-        Node(
-            package='rviz2',
-            executable='rviz2',
-            name='rviz2',
-            arguments=['-d', os.path.join(SHARE, 'config', 'operator.rviz')],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-        ),
-    ]
+    if not truthy(LaunchConfiguration('rviz').perform(context)):
+        return [bridge_node(context, 'operator_bridge', OVERRIDES)]
+    if missing_rviz():
+        return [LogInfo(msg=missing_rviz()), Shutdown(reason='rviz2 not installed')]  # before anything starts
+    rviz = Node(
+        package='rviz2',
+        executable='rviz2',
+        name='rviz2',
+        arguments=['-d', os.path.join(SHARE, 'config', 'operator.rviz')],
+    )
+    return [bridge_node(context, 'operator_bridge', OVERRIDES), rviz]
 
 
 def generate_launch_description():

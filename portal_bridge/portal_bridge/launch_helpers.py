@@ -22,6 +22,7 @@ __all__ = [
     'bridge_arguments',
     'bridge_node',
     'find_livekit_server',
+    'missing_rviz',
     'overrides_from',
     'truthy',
 ]
@@ -103,7 +104,7 @@ def find_livekit_server(start: Optional[Path] = None) -> Optional[str]:
     above this file (a ``--symlink-install`` workspace points back into the source tree).
     """
     env = os.environ.get('PORTAL_BRIDGE_LIVEKIT_SERVER')
-    if env:
+    if env:  # a wrong variable is reported, not silently replaced by another server
         return env if os.access(env, os.X_OK) else None
     found = shutil.which('livekit-server')
     if found:
@@ -113,4 +114,17 @@ def find_livekit_server(start: Optional[Path] = None) -> Optional[str]:
             candidate = d / '.tools' / 'bin' / 'livekit-server'
             if os.access(candidate, os.X_OK):
                 return str(candidate)
+    return None
+
+
+def missing_rviz() -> Optional[str]:
+    """Why rviz2 cannot start (one line), or None when it is installed."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return 'rviz:=true needs rviz2, and ament_index_python is not importable'
+    try:
+        get_package_prefix('rviz2')
+    except (PackageNotFoundError, ValueError):
+        return 'rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2), or use rviz:=false'
     return None
