@@ -18,7 +18,6 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from livekit import rtc
-from livekit.rtc._utils import RingQueue  # the queue rtc.VideoStream uses; subclassed to count drops
 import numpy as np
 
 from .action_inbox import ActionInbox
@@ -28,6 +27,7 @@ from .frames import VideoFrame
 from .packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
 from .publishers import DATA_QUEUE_CAPACITY, SendQueue, send_stream
 from .records import Action, Observation, State, typed_map
+from .sdk_video import open_video_stream
 from .session import (
     EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
@@ -46,65 +46,18 @@ from .wire_contract import VideoCodec
 
 __all__ = ['Operator', 'RECEIVE_RING']
 
-# Frame queues on the receive path. A retransmission stall on a lossy link holds every later frame
-# back and then releases them at once (5-10 at 30 fps). The SDK's reader task takes a whole burst
-# before ours runs, so its queue holds one; ours yields after each frame so processing keeps pace,
-# and stays short: under sustained overload it is full, and each slot can be a 2.7 MB 720p frame.
-# Beyond either depth the oldest frame is dropped and counted ('recv-overflow').
-RECEIVE_RING = 4  # frames between a video stream and its processing (about 130 ms at 30 fps)
-SDK_VIDEO_QUEUE = 16  # frames between the SDK's reader task and ours
-NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy
+# Frame queues on the receive path; beyond its depth each drops the oldest frame and counts it
+# ('recv-overflow'). A WebRTC track's frames come from an rtc.VideoStream whose own queue is
+# unbounded (it drops silently when bounded); our reader drains it at once into WEBRTC_RING, the
+# one bound between the SDK and processing. A retransmission stall on a lossy link holds every
+# later frame back and then releases them at once (5-10 at 30 fps), so it takes a whole burst;
+# under sustained overload it is full, and each slot can be a 2.7 MB 720p frame.
+RECEIVE_RING = 4  # frame-video payloads between the data stream and decoding (about 130 ms at 30 fps)
+WEBRTC_RING = 16  # decoded WebRTC frames between the SDK's stream and processing (about 0.5 s)
 _RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
 _UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
 _ROBOT_POLL_TRIES = 30
-
-
-class _CountedRing(RingQueue):
-    """The SDK's drop-oldest frame queue, reporting each frame it drops.
-
-    ``rtc.VideoStream`` drops the oldest frame silently when its queue is full. After a
-    retransmission stall WebRTC releases every frame that waited behind the repaired one at once
-    (5-10 at 30 fps on a lossy link); a drop there must be counted like any other.
-    """
-
-    def __init__(self, capacity: int, on_drop: Callable[[], Any]) -> None:
-        super().__init__(capacity)
-        self._on_drop = on_drop
-
-    def put(self, item: Any) -> None:
-        if self._capacity > 0 and len(self._queue) >= self._capacity:
-            self._on_drop()
-        super().put(item)
-
-
-class _VideoStream(rtc.VideoStream):
-    """``rtc.VideoStream`` with a deeper native frame queue and a counted Python queue.
-
-    The SDK's native queue holds very few decoded frames; delivering each one to Python needs the
-    GIL, so a few milliseconds of Python work (publishing a 1280x720 observation) overflow it and
-    frames are lost before Python ever sees them ("native video stream queue overflow"). The FFI
-    request has a ``queue_size_frames`` field the Python class does not expose; set it here. The
-    Python-side queue drops silently when full; it is replaced by one that counts.
-    """
-
-    def __init__(self, track: rtc.Track, on_drop: Callable[[], Any], **kwargs: Any) -> None:
-        super().__init__(track, **kwargs)
-        self._queue = _CountedRing(self._capacity, on_drop)
-
-    def _create_owned_stream(self) -> Any:
-        from livekit.rtc._ffi_client import FfiClient
-        from livekit.rtc._proto import ffi_pb2, video_frame_pb2
-
-        req = ffi_pb2.FfiRequest()
-        new = req.new_video_stream
-        new.track_handle = self._track._ffi_handle.handle
-        new.type = video_frame_pb2.VideoStreamType.VIDEO_STREAM_NATIVE
-        if self._format is not None:
-            new.format = self._format
-        new.normalize_stride = True
-        new.queue_size_frames = NATIVE_VIDEO_QUEUE
-        return FfiClient.instance.request(req).new_video_stream.stream
 
 
 class _FrameRing:
@@ -322,12 +275,11 @@ class Operator(ActionInbox, PortalSession):
         task.add_done_callback(lambda _t: self._consumers.pop(key, None))
 
     async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
-        ring = _FrameRing(RECEIVE_RING)
+        ring = _FrameRing(WEBRTC_RING)
         processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
-        # bounded: the SDK's own queue is unbounded by default and grows when the loop falls behind
-        stream = _VideoStream(
-            track, lambda: self._recv_overflow(name), format=rtc.VideoBufferType.RGB24, capacity=SDK_VIDEO_QUEUE
-        )
+        # The stream's own queue is unbounded; this loop drains it without yielding (its get does
+        # not suspend while frames wait), so frames wait and are dropped, counted, only in `ring`.
+        stream = open_video_stream(track, format=rtc.VideoBufferType.RGB24)
         m = self._metrics
         untimed = 0
         try:
@@ -353,7 +305,6 @@ class Operator(ActionInbox, PortalSession):
                 self._latest_frames[name] = frame
                 if not ring.put(frame):
                     self._recv_overflow(name)
-                await asyncio.sleep(0)  # let processing take each frame of a burst, not the last few
         finally:
             processor.cancel()
             try:
