@@ -144,8 +144,27 @@ class BridgeNode(Node):
         return key
 
     def _fatal(self, message: str) -> int:
+        """Log a configuration error in one line and undo what construction started; the exit code.
+
+        Every caller raises SystemExit with the result while the node is being constructed, so
+        nobody will call shutdown(): Python logging goes back to where it was (a later node or
+        test must not log into this dead node) and the threads started so far are stopped.
+        """
         self.get_logger().fatal(message)
+        self._abandon_construction()
         return 2
+
+    def _abandon_construction(self) -> None:
+        for name in ('service_host', 'safety_host'):
+            host = getattr(self, name, None)
+            if host is not None:
+                host.stop()
+        loop = getattr(self, 'loop', None)
+        if loop is not None and loop.running:
+            loop.stop()
+        restore = getattr(self, '_restore_logging', None)
+        if restore is not None:
+            restore()
 
     # -- bad input accounting --------------------------------------------------------------------
     def count(self, reason: str, message: str = '', n: int = 1) -> None:

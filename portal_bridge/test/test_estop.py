@@ -198,10 +198,18 @@ def test_estop_sends_one_safe_command_while_operator_keeps_streaming(world, oper
 
 
 def test_hold_is_refused_for_twist_at_startup(world):
+    import logging
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
     contract = world.contract(BASE)
     with pytest.raises(SystemExit) as exc:
         world.robot_bridge(contract, command_type='twist', on_timeout='hold', wait=False)
     assert exc.value.code == 2
+    # The refused node undid its setup: logging is back (a later node or test must not log into
+    # it) and none of its threads is left running.
+    assert logging.getLogger('portal_bridge').propagate and not logging.getLogger('portal_bridge').handlers
+    wait_for_sync(lambda: not ({t.name for t in threading.enumerate() if t.is_alive()} - before), 5)
 
 
 def test_estop_topic_latches_like_the_service(world, operators):
