@@ -247,3 +247,25 @@ def test_shipped_contract_is_valid():
 
     c = WireContract.from_yaml_file(Path(__file__).parents[1] / 'config' / 'portal.yaml')
     assert c.state and c.action and c.videos
+
+
+def test_livekit_portal_0_2_8_local_settings_are_accepted_carried_and_not_fingerprinted():
+    text = (
+        'version: 1\nstall_behavior: omit\nmax_lag_ms: 100\n'
+        'videos: [ { name: a, codec: h264, simulcast: true, screencast: true, stall_behavior: freeze, max_lag_ms: 50 } ]\n'
+    )
+    c = WireContract.from_yaml_str(text)
+    assert (c.stall_behavior, c.max_lag_ms) == ('omit', 100)
+    v = c.videos[0]
+    assert (v.stall_behavior, v.max_lag_ms, v.simulcast, v.screencast) == ('freeze', 50, True, True)
+    plain = WireContract.from_yaml_str('version: 1\nvideos: [ { name: a, codec: h264 } ]\n')
+    assert c.fingerprints() == plain.fingerprints()
+    again = WireContract.from_yaml_str(c.to_yaml())
+    assert (again.stall_behavior, again.videos[0].stall_behavior, again.videos[0].simulcast) == ('omit', 'freeze', True)
+    for bad, why in (
+        ('version: 1\nstall_behavior: wait\n', 'drop, freeze, omit'),
+        ('version: 1\nvideos: [ { name: a, codec: png, screencast: true } ]\n', 'WebRTC codecs only'),
+        ('version: 1\nmax_lag_ms: -1\n', 'max_lag_ms'),
+    ):
+        with pytest.raises(ContractError, match=why):
+            WireContract.from_yaml_str(bad)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 import logging
+import threading
+import time
 from typing import Any, Callable, Mapping, Optional
 
 from livekit import rtc
@@ -52,6 +54,7 @@ from .wire_contract import VideoCodec
 
 __all__ = ['AccessPolicy', 'POINTER_CONFIRM_S', 'Robot']
 
+MIN_CAPTURE_GAP_S = 0.001  # between two captures on one WebRTC source (see send_video_frame)
 POINTER_WRITE_TIMEOUT_S = 2.0  # one attribute write; then it is retried
 POINTER_CONFIRM_S = 3.0  # how long a handoff request waits for the room to agree
 
@@ -147,6 +150,8 @@ class Robot(ActionInbox, PortalSession):
         self._state_queue: Optional[SendQueue[bytes]] = None
         self._frame_queues: dict[str, SendQueue[bytes]] = {}
         self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
+        self._capture_locks = {spec.name: threading.Lock() for spec in self.contract.webrtc_videos}
+        self._last_capture = {spec.name: 0.0 for spec in self.contract.webrtc_videos}
         self._lockout: Optional[str] = None
         self._attr_confirmed: Optional[str] = None  # the pointer value the room last acknowledged
         self._pointer_writer: Optional[asyncio.Task] = None
@@ -338,10 +343,17 @@ class Robot(ActionInbox, PortalSession):
                 raise WrongFrameSize(f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}')
             if isinstance(data, memoryview) and data.readonly:
                 data = bytes(data)
-            source.capture_frame(
-                rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data),
-                metadata=rtc.FrameMetadata(user_timestamp=ts),
-            )
+            frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data)
+            with self._capture_locks[track]:
+                # Two captures on one source within microseconds of each other reach the receiver as
+                # one frame: the first picture carrying the second's user_timestamp (measured against
+                # livekit-portal's operator; none with 1 ms between them). A camera thread catching up
+                # on queued images does exactly that, so captures on a track are spaced.
+                wait = self._last_capture[track] + MIN_CAPTURE_GAP_S - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                source.capture_frame(frame, metadata=rtc.FrameMetadata(user_timestamp=ts))
+                self._last_capture[track] = time.monotonic()
             self._metrics.frame_sent(track)
             return
         queue = self._frame_queues.get(track)

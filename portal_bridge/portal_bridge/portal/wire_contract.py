@@ -114,6 +114,13 @@ class VideoSpec:
     codec: VideoCodec = VideoCodec.H264
     quality: int = DEFAULT_MJPEG_QUALITY
     max_bitrate_kbps: int | None = None
+    # Accepted as livekit-portal 0.2.8 accepts them, and carried; they change nothing on the wire
+    # (see LOCAL_SETTINGS): stall handling is the operator's own choice, simulcast and screencast
+    # are publishing options of WebRTC tracks.
+    stall_behavior: str | None = None
+    max_lag_ms: int | None = None
+    simulcast: bool = False
+    screencast: bool = False
 
     @property
     def bitrate_bps(self) -> int:
@@ -154,6 +161,8 @@ class WireContract:
     state: tuple[FieldSpec, ...] = ()
     action: tuple[FieldSpec, ...] = ()
     action_chunks: list[ChunkSpec] = field(default_factory=list)
+    stall_behavior: str | None = None  # accepted and carried, see LOCAL_SETTINGS
+    max_lag_ms: int | None = None
 
     # -- programmatic building (mirrors livekit-portal's config methods) -----------------------
     def add_video(
@@ -305,6 +314,7 @@ class WireContract:
                 entry['quality'] = v.quality
             if v.max_bitrate_kbps is not None:
                 entry['max_bitrate_kbps'] = v.max_bitrate_kbps
+            entry.update({k: getattr(v, k) for k in LOCAL_SETTINGS if getattr(v, k) not in (None, False)})
             videos.append(entry)
         doc = {
             'version': SUPPORTED_VERSION,
@@ -323,6 +333,7 @@ class WireContract:
                 {'name': c.name, 'horizon': c.horizon, 'fields': fields(c.fields)} for c in self.action_chunks
             ],
         }
+        doc.update({k: getattr(self, k) for k in ('stall_behavior', 'max_lag_ms') if getattr(self, k) is not None})
         return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -444,8 +455,24 @@ _TOP_KEYS = {
     'state',
     'action',
     'action_chunks',
+    'stall_behavior',
+    'max_lag_ms',
 }
-_VIDEO_KEYS = {'name', 'codec', 'quality', 'max_bitrate_kbps'}
+_VIDEO_KEYS = {
+    'name',
+    'codec',
+    'quality',
+    'max_bitrate_kbps',
+    'stall_behavior',
+    'max_lag_ms',
+    'simulcast',
+    'screencast',
+}
+STALL_BEHAVIORS = ('drop', 'freeze', 'omit')
+# Keys livekit-portal 0.2.8 reads that portal_bridge accepts and carries but does not act on: stall
+# handling there is configured by operator_bridge's stall_max_lag_ms; simulcast and screencast
+# are WebRTC publishing options the robot does not use. Neither is part of a fingerprint.
+LOCAL_SETTINGS = ('stall_behavior', 'max_lag_ms', 'simulcast', 'screencast')
 _FIELD_KEYS = {'name', 'dtype'}
 _CHUNK_KEYS = {'name', 'horizon', 'fields'}
 
@@ -509,6 +536,13 @@ def _str(value: Any, where: str) -> str:
     return value
 
 
+def _stall_behavior(value: Any, where: str) -> str:
+    text = _str(value, where)
+    if text not in STALL_BEHAVIORS:
+        raise _parse_error(where, f"expected one of {', '.join(STALL_BEHAVIORS)}, got '{text}'")
+    return text
+
+
 def _list(value: Any, where: str) -> list:
     if not isinstance(value, list):
         raise _parse_error(where, f'expected a sequence, got {_kind(value)}')
@@ -552,6 +586,10 @@ def _load(text: str) -> WireContract:
             setattr(c, key, _bool(doc[key], key))
     if 'ping_ms' in doc:
         c.ping_ms = _uint(doc['ping_ms'], 'ping_ms', 64)
+    if 'stall_behavior' in doc:
+        c.stall_behavior = _stall_behavior(doc['stall_behavior'], 'stall_behavior')
+    if 'max_lag_ms' in doc:
+        c.max_lag_ms = _uint(doc['max_lag_ms'], 'max_lag_ms', 32)
     for i, item in enumerate(_list(doc.get('videos', []), 'videos')):
         w = f'videos[{i}]'
         item = _mapping(item, w, _VIDEO_KEYS, ('name', 'codec'))
@@ -564,7 +602,17 @@ def _load(text: str) -> WireContract:
         quality = DEFAULT_MJPEG_QUALITY if quality is None else _uint(quality, f'{w}.quality', 8)
         bitrate = item.get('max_bitrate_kbps')
         bitrate = None if bitrate is None else _uint(bitrate, f'{w}.max_bitrate_kbps', 32)
-        c.videos.append(VideoSpec(name, codec, quality, bitrate))
+        local: dict[str, Any] = {}
+        if 'stall_behavior' in item:
+            local['stall_behavior'] = _stall_behavior(item['stall_behavior'], f'{w}.stall_behavior')
+        if 'max_lag_ms' in item:
+            local['max_lag_ms'] = _uint(item['max_lag_ms'], f'{w}.max_lag_ms', 32)
+        for key in ('simulcast', 'screencast'):
+            if key in item:
+                local[key] = _bool(item[key], f'{w}.{key}')
+                if local[key] and not codec.is_webrtc:
+                    raise _parse_error(w, f'{key} applies to the WebRTC codecs only, not {codec.name}')
+        c.videos.append(VideoSpec(name, codec, quality, bitrate, **local))
     c.state = _parse_fields(doc.get('state', []), 'state')
     c.action = _parse_fields(doc.get('action', []), 'action')
     for i, item in enumerate(_list(doc.get('action_chunks', []), 'action_chunks')):
