@@ -617,12 +617,16 @@ class RobotBridge(BridgeNode):
         self.output.operator_changed(identity)
 
     def emergency_stop(self, source: str) -> bool:
-        """Latch the e-stop (any thread): safe command, gate closed, handoffs refused. False if latched."""
-        out = self.output.estop(f'emergency stop from {source}')
+        """Latch the e-stop (any thread): gate closed, safe command, handoffs refused. False if latched.
+
+        The gate closes first, so no action arriving meanwhile is accepted (and re-broadcast as
+        executed) only to be refused by the latched output; both steps are local and immediate.
+        """
         self.robot.lock_out(
             f'the emergency stop is latched on the robot ({source}); reset it locally with '
             f'{self.get_fully_qualified_name()}/reset_emergency_stop'
         )
+        out = self.output.estop(f'emergency stop from {source}')
         if out:
             self.count('emergency_stop')
             self.estop_pub.publish(Bool(data=True))

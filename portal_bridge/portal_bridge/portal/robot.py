@@ -312,7 +312,12 @@ class Robot(ActionInbox, PortalSession):
         height: Optional[int] = None,
         timestamp_us: Optional[int] = None,
     ) -> None:
-        """Send one packed-RGB24 frame (an ``(H, W, 3)`` uint8 array, or bytes with W and H)."""
+        """Send one packed-RGB24 frame (an ``(H, W, 3)`` uint8 array, or bytes with W and H).
+
+        On a WebRTC track, a capture less than ``MIN_CAPTURE_GAP_S`` (1 ms) after the previous one
+        waits for the rest of it (the SDK would merge the two); call it from a camera thread rather
+        than from an asyncio loop when frames may come in bursts.
+        """
         spec = self.contract.video(track)
         if spec is None:
             raise UnknownVideoTrack(f"video track '{track}' is not declared in the wire contract")
