@@ -31,6 +31,8 @@ from .commands import COMMAND_INTERFACES, COMMANDS
 from .diagnostics import ERROR, OK, WARN
 from .frame_worker import FrameWorker
 from .images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
+from .input_health import InputHealth
+from .input_health import summary as input_summary
 from .joints import (
     CommandBuilder,
     MappingError,
@@ -53,6 +55,7 @@ __all__ = ['RobotBridge', 'main']
 _WATCHDOG_PERIOD_S = 0.02
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
 SWITCH_INTERVAL_S = 0.001
+_INPUT_GRACE_S = 2.0
 # Counters that are not bad input: control-plane events, and values changed to fit (clamped).
 _BENIGN = frozenset(
     {'not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator', 'chunk_rows_skipped'}
@@ -153,6 +156,13 @@ class RobotBridge(BridgeNode):
         supervisors = self.list_param('supervisors', 'Identities that may assign control without driving.')
         rpc_methods = self.list_param('rpc_methods', 'Portal RPC methods served by calling std_srvs/Trigger.')
         rpc_services = self.list_param('rpc_services', 'Trigger service for each rpc_method. Default: /<method>.')
+        self.input_timeout_ms = p(
+            'input_timeout_ms',
+            500,
+            'An input (a camera topic, joint_states) with no message for this long is reported stale in '
+            '/diagnostics (inputs task) and in one log line (ms).',
+            value_range=(10, 600000),
+        )
         self.rpc_timeout_s = (
             p(
                 'rpc_service_timeout_ms',
@@ -272,6 +282,9 @@ class RobotBridge(BridgeNode):
             self.safety_host.create_subscription(Bool, self.emergency_stop_topic, self._on_estop_topic, _ESTOP_QOS)
             self.get_logger().info(f'emergency stop <- {self.emergency_stop_topic} (std_msgs/Bool, True latches)')
         self._workers: list[FrameWorker] = []
+        self.inputs = InputHealth(self.input_timeout_ms / 1000.0)
+        self._input_statuses: list = []
+        self._inputs_since = time.monotonic()
         self._subscribe_inputs()
         self.service_host.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)
         self.output.start()
@@ -294,6 +307,8 @@ class RobotBridge(BridgeNode):
         d.add('safety', self._diag_safety)
         d.add('latency', lambda: self.diag_latency(self.latency))
         d.add('conversion', self._diag_conversion)
+        d.add('inputs', self._diag_inputs)
+        self.create_timer(1.0, self.guarded(self._check_inputs))
         self.start_session(self.robot)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -377,6 +392,7 @@ class RobotBridge(BridgeNode):
             lambda e: self.count('incompatible_qos', 'a publisher offers incompatible QoS')
         )
         qos = subscription_qos(self, self.joint_states_topic, self.qos_mode)
+        self.inputs.add('joint_states', self.resolve_topic_name(self.joint_states_topic))
         self.create_subscription(
             JointState, self.joint_states_topic, self.guarded(self._on_joint_state), qos, event_callbacks=events
         )
@@ -409,7 +425,14 @@ class RobotBridge(BridgeNode):
                 ),
             )
             self._workers.append(worker)
-            self.create_subscription(msg_type, topic, worker.submit, qos, event_callbacks=events)
+            name = f'camera {spec.name}'
+            self.inputs.add(name, self.resolve_topic_name(topic))
+
+            def on_frame(msg, n=name, w=worker) -> None:
+                self.inputs.seen(n, time.monotonic())
+                w.submit(msg)
+
+            self.create_subscription(msg_type, topic, on_frame, qos, event_callbacks=events)
             self.get_logger().info(f"video track '{spec.name}' ({spec.codec.name}) <- {topic} ({transport})")
 
     def _stamp(self, header) -> int:
@@ -420,6 +443,7 @@ class RobotBridge(BridgeNode):
         return ts
 
     def _on_joint_state(self, msg: JointState) -> None:
+        self.inputs.seen('joint_states', time.monotonic())
         # Every message, even one not forwarded: the e-stop of a position output stops here.
         self._measured.update(zip(msg.name, msg.position))
         if self.state_rate_hz > 0:
@@ -786,6 +810,31 @@ class RobotBridge(BridgeNode):
         if sm.state is SafetyState.DRIVING:
             return OK, 'actions flowing', values
         return OK, 'no active operator' if self.robot.active_operator() is None else 'waiting for actions', values
+
+    def _check_inputs(self) -> None:
+        """Once a second: publishers and message age of every input; one log line per change."""
+        now = time.monotonic()
+        if now - self._inputs_since < _INPUT_GRACE_S:  # discovery of the publishers takes a moment
+            return
+        publishers = {name: self.count_publishers(self.inputs.topic(name)) for name in self.inputs.names}
+        self._input_statuses, changed = self.inputs.evaluate(now, publishers)
+        for status in changed:
+            if status.healthy:
+                self.get_logger().info(f'input {status.name}: {status.topic} delivering again')
+            else:
+                self.get_logger().warning(f'input {status.describe()} (see /diagnostics, inputs)')
+
+    def _diag_inputs(self):
+        statuses = self._input_statuses
+        values = {f'{s.name}.state': s.state for s in statuses}
+        values.update({f'{s.name}.age_s': -1.0 if s.age_s is None else round(s.age_s, 3) for s in statuses})
+        values.update({f'{s.name}.publishers': s.publishers for s in statuses})
+        if not statuses:
+            return OK, 'checking inputs', values
+        any_bad, all_bad, text = input_summary(statuses)
+        if all_bad:
+            return ERROR, f'the robot sends nothing: {text}', values
+        return (WARN if any_bad else OK), text, values
 
     def _diag_conversion(self):
         """WARN for inputs dropped as bad; values changed to fit (clamped) are counted but are not an error."""

@@ -232,7 +232,7 @@ action: [ { name: j1, dtype: f32 } ]
 
     o, r = statuses(o_diag), statuses(r_diag)
     operator_tasks = ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency')
-    robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency')
+    robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency', 'inputs')
     assert set(o) == {f'operator_bridge: {t}' for t in operator_tasks}
     assert set(r) == {f'robot_bridge: {t}' for t in robot_tasks}
     latency = r['robot_bridge: latency'][2]
