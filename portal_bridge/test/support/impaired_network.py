@@ -49,13 +49,27 @@ def missing_tools() -> list[str]:
     return [t for t in ('ip', 'tc', 'nft') if shutil.which(t) is None] + ([] if os.geteuid() == 0 else ['root'])
 
 
+def _free_subnet(start: int) -> int:
+    """The first k from ``start`` whose 10.(200+k).0.0/24 no interface of this host uses.
+
+    A run killed mid-test (SIGKILL, a CI timeout) leaves its namespace and veth behind; reusing
+    their subnet would route the new test's traffic into the dead one.
+    """
+    used = subprocess.run(['ip', '-o', '-4', 'addr'], capture_output=True, text=True).stdout
+    for i in range(50):
+        k = (start + i) % 50
+        if f' 10.{200 + k}.0.' not in used:
+            return k
+    raise RuntimeError('no free 10.200-249.0.0/24 subnet for an impaired network: stale pbimp* namespaces?')
+
+
 class ImpairedNetwork:
     def __init__(self, profile: Profile) -> None:
         missing = missing_tools()
         if missing:
             raise RuntimeError(f'impaired network needs {", ".join(missing)} (make setup installs nftables as root)')
         self.profile = profile
-        k = (os.getpid() + next(_instances)) % 50
+        k = _free_subnet((os.getpid() + next(_instances)) % 50)
         self.ns = f'pbimp{os.getpid() % 10000}x{k}'
         self.host_if, self.ns_if = f'pbh{os.getpid() % 10000}{k}', f'pbn{os.getpid() % 10000}{k}'
         self.host_ip, self.server_ip = f'10.{200 + k}.0.1', f'10.{200 + k}.0.2'
