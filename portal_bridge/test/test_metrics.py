@@ -98,3 +98,24 @@ def test_recorder_methods_count_every_metric():
     assert (snap.rtt.pings_sent, snap.rtt.pongs_ignored, snap.rtt.pongs_received) == (1, 1, 0)
     assert snap.policy.correlated_received == 2
     assert sorted(m.e2e.sorted()) == [300, 800]
+
+
+def test_a_very_late_pong_to_our_own_ping_is_a_sample_not_another_peers_pong():
+    """Under a flood pongs came back 30 s late; a 32-ping memory counted them as foreign (ignored)."""
+    from support.portal_peers import fixture_contract
+
+    from portal_bridge.portal import Robot
+    from portal_bridge.portal.packets import RTT_PONG, encode_rtt
+    from portal_bridge.portal.session import _OWN_PINGS_REMEMBERED
+
+    robot = Robot(fixture_contract())
+    for ts in range(1, 101):  # 100 pings at 1 Hz, none answered yet
+        robot._remember_ping(ts)
+    robot._on_rtt(encode_rtt(RTT_PONG, 1), 'operator')  # the pong to the oldest, 99 pings later
+    robot._on_rtt(encode_rtt(RTT_PONG, 1), 'operator')  # answered twice: the second is not ours any more
+    robot._on_rtt(encode_rtt(RTT_PONG, 123456), 'rogue')  # never sent by us
+    rtt = robot.metrics().rtt
+    assert (rtt.pongs_received, rtt.pongs_ignored) == (1, 2)
+    for ts in range(1000, 1000 + _OWN_PINGS_REMEMBERED + 1):
+        robot._remember_ping(ts)
+    assert 1000 not in robot._own_pings and len(robot._own_pings) == _OWN_PINGS_REMEMBERED  # bounded

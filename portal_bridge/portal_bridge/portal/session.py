@@ -15,7 +15,6 @@ itself, with backoff.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import enum
 import inspect
 import logging
@@ -78,7 +77,9 @@ ROLE_OPERATOR = 'operator'
 DEFAULT_RPC_TIMEOUT_S = 15.0
 ATTRIBUTE_WRITE_TIMEOUT_S = 10.0
 _PONG_QUEUE = 64
-_OWN_PINGS_REMEMBERED = 32
+# Our own pings whose pong still counts as a sample (1024 at the default 1 Hz: 17 min). Under a
+# flood, pongs have come back 30 s late; a shorter memory counted them as other peers' pongs.
+_OWN_PINGS_REMEMBERED = 1024
 _RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0)  # capped low: a returning server should see us within seconds
 
 RpcInvocation = rtc.RpcInvocationData
@@ -138,7 +139,7 @@ class PortalSession:
         self.expected_robot: Optional[str] = None  # if set, only this identity is taken as the robot
         self._operators: set[str] = set()
         # rtt
-        self._own_pings: deque[int] = deque(maxlen=_OWN_PINGS_REMEMBERED)
+        self._own_pings: dict[int, None] = {}  # insertion-ordered set: O(1) lookups under a pong flood
         self._pongs_pending = 0
         # rpc
         self._rpc_handlers: dict[str, RpcHandler] = {}
@@ -621,13 +622,18 @@ class PortalSession:
             room = self._room
             if room is not None and self.is_connected:
                 ts = now_us()
-                self._own_pings.append(ts)
+                self._remember_ping(ts)
                 try:
                     await room.local_participant.publish_data(encode_rtt(RTT_PING, ts), reliable=False, topic=TOPIC_RTT)
                     self._metrics.ping_sent()
                 except Exception as exc:
                     self.log.debug('[%s] ping failed: %s', self.session, exc)
             await asyncio.sleep(period)
+
+    def _remember_ping(self, ts: int) -> None:
+        self._own_pings[ts] = None
+        if len(self._own_pings) > _OWN_PINGS_REMEMBERED:
+            del self._own_pings[next(iter(self._own_pings))]
 
     def _on_rtt(self, data: bytes, sender: str) -> None:
         packet = decode_rtt(data)
@@ -641,8 +647,7 @@ class PortalSession:
                 return
             self._pongs_pending += 1
             self._spawn(self._pong(sender, ts), 'pong')
-        elif ts in self._own_pings:
-            self._own_pings.remove(ts)
+        elif self._own_pings.pop(ts, False) is None:  # one of ours (each is answered once)
             self._metrics.rtt_sample(now_us() - ts)
         else:
             self._metrics.pong_ignored()  # another peer's round trip (Portal broadcasts pongs) or junk
