@@ -125,7 +125,7 @@ class CommandBuilder:
         """One command message from one action (values in contract order)."""
         if not self.kind.joint_based:
             return self.kind.build(TWIST_SLOTS, [0.0 if i is None else float(values[i]) for i in self.twist_index])
-        if self.kind.name == 'joint_trajectory':
+        if self.kind.trajectory is not None:  # a type with a whole-chunk form: one point per action
             return self.kind.trajectory(self.joints, [self._ordered(values)], 1.0, self.point_time_s)
         return self.kind.build(self.joints, self._ordered(values))
 
@@ -146,7 +146,7 @@ class CommandBuilder:
         if not self.kind.joint_based or any(j not in measured for j in self.joints):
             return None
         positions = [float(measured[j]) for j in self.joints]
-        if self.kind.name == 'joint_trajectory':
+        if self.kind.trajectory is not None:  # a type with a whole-chunk form: one point per action
             return self.kind.trajectory(self.joints, [positions], 1.0, 0.0)
         return self.kind.build(self.joints, positions)
 
