@@ -12,8 +12,8 @@ import os
 import threading
 import time
 
+from portal_bridge.nodes.sim_robot import draw_frame
 from portal_bridge.portal import DType, Operator, Robot, VideoCodec, WireContract, now_us
-from portal_bridge.sim_robot import draw_frame
 
 JOINTS = [f'j{i}' for i in range(6)]
 

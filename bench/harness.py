@@ -105,7 +105,7 @@ class Processes:
         self.procs[name] = spawn([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def bridge(self, name: str, kind: str, domain: int, **params: Any) -> None:
-        args = ['-m', f'portal_bridge.{kind}', '--ros-args']
+        args = ['-m', f'portal_bridge.nodes.{kind}', '--ros-args']
         for k, v in params.items():
             if isinstance(v, (list, tuple)):
                 v = '[' + ','.join(str(x) for x in v) + ']'

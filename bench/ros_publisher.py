@@ -24,7 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
-from portal_bridge.sim_robot import draw_frame
+from portal_bridge.nodes.sim_robot import draw_frame
 
 JOINTS = ['j0', 'j1', 'j2', 'j3', 'j4', 'j5']
 VARIANTS = 8  # distinct frames per camera, cycled, so video encoders do real work

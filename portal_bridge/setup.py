@@ -28,13 +28,13 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'contract = portal_bridge.contract:main',
-            'token = portal_bridge.token:main',
-            'robot_bridge = portal_bridge.robot_bridge:main',
-            'operator_bridge = portal_bridge.operator_bridge:main',
-            'sim_robot = portal_bridge.sim_robot:main',
-            'demo_teleop = portal_bridge.demo_teleop:main',
-            'doctor = portal_bridge.doctor:main',
+            'contract = portal_bridge.cli.contract:main',
+            'token = portal_bridge.cli.token:main',
+            'robot_bridge = portal_bridge.nodes.robot_bridge:main',
+            'operator_bridge = portal_bridge.nodes.operator_bridge:main',
+            'sim_robot = portal_bridge.nodes.sim_robot:main',
+            'demo_teleop = portal_bridge.nodes.demo_teleop:main',
+            'doctor = portal_bridge.cli.doctor:main',
         ],
     },
 )

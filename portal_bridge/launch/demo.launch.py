@@ -30,8 +30,8 @@ from launch.events import matches_action
 from launch.events.process import SignalProcess
 from launch_ros.actions import Node
 
-from portal_bridge.dds_profile import profile_env
-from portal_bridge.launch_helpers import find_livekit_server, missing_rviz, truthy
+from portal_bridge.ros.dds_profile import profile_env
+from portal_bridge.ros.launch_helpers import find_livekit_server, missing_rviz, truthy
 
 SHARE = get_package_share_directory('portal_bridge')
 CONFIG = os.path.join(SHARE, 'config')

@@ -14,7 +14,7 @@ from launch.actions import LogInfo, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from portal_bridge.launch_helpers import bridge_arguments, bridge_node, missing_rviz, truthy
+from portal_bridge.ros.launch_helpers import bridge_arguments, bridge_node, missing_rviz, truthy
 
 SHARE = get_package_share_directory('portal_bridge')
 

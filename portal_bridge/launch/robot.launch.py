@@ -15,7 +15,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import OpaqueFunction
 
-from portal_bridge.launch_helpers import bridge_arguments, bridge_node
+from portal_bridge.ros.launch_helpers import bridge_arguments, bridge_node
 
 SHARE = get_package_share_directory('portal_bridge')
 

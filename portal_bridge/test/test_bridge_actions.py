@@ -10,7 +10,7 @@ from support.waiting import publish_until, wait_for_sync
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from portal_bridge.portal import now_us
-from portal_bridge.ros_time import seconds_to_duration, us_to_stamp
+from portal_bridge.ros.stamps import seconds_to_duration, us_to_stamp
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros]
 

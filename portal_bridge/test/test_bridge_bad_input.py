@@ -12,7 +12,7 @@ from support.waiting import publish_until, wait_for_sync
 from test_bridge_observations import image, joint_state
 
 from portal_bridge.portal import now_us
-from portal_bridge.ros_time import us_to_stamp
+from portal_bridge.ros.stamps import us_to_stamp
 from portal_bridge_msgs.msg import Observation
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros]

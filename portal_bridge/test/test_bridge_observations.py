@@ -10,7 +10,7 @@ from support.ros_world import LATCHED
 from support.waiting import wait_for_sync
 
 from portal_bridge.portal import now_us
-from portal_bridge.ros_time import us_to_stamp
+from portal_bridge.ros.stamps import us_to_stamp
 from portal_bridge_msgs.msg import Observation
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros]

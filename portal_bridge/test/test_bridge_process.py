@@ -19,7 +19,7 @@ def start(module, tmp_path, server, room, **params):
     args = [
         sys.executable,
         '-m',
-        f'portal_bridge.{module}',
+        f'portal_bridge.nodes.{module}',
         '--ros-args',
         '-p',
         f'livekit_url:={server.url}',
@@ -59,7 +59,7 @@ def test_bad_contract_exits_2_with_one_clear_line(tmp_path, livekit_server):
     bad.write_text('version: 1\nfps: 0\n')
     env = dict(os.environ, LIVEKIT_API_KEY='k', LIVEKIT_API_SECRET='s')
     run = subprocess.run(
-        [sys.executable, '-m', 'portal_bridge.operator_bridge', '--ros-args', '-p', f'contract_file:={bad}'],
+        [sys.executable, '-m', 'portal_bridge.nodes.operator_bridge', '--ros-args', '-p', f'contract_file:={bad}'],
         env=env,
         capture_output=True,
         text=True,
@@ -73,7 +73,7 @@ def test_bad_contract_exits_2_with_one_clear_line(tmp_path, livekit_server):
 def test_missing_credentials_exit_2_with_the_fix(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith('LIVEKIT_')}
     run = subprocess.run(
-        [sys.executable, '-m', 'portal_bridge.robot_bridge'], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, '-m', 'portal_bridge.nodes.robot_bridge'], env=env, capture_output=True, text=True, timeout=30
     )
     assert run.returncode == 2 and 'Traceback' not in run.stderr
     assert 'LIVEKIT_API_KEY' in run.stderr + run.stdout

@@ -4,7 +4,7 @@ import pytest
 
 from portal_bridge.commands import COMMAND_INTERFACES, COMMANDS, command_type
 from portal_bridge.commands.twist import SLOTS
-from portal_bridge.safety import TIMEOUT_POLICIES
+from portal_bridge.control.safety import TIMEOUT_POLICIES
 
 
 @pytest.mark.parametrize('name', list(COMMANDS))

@@ -39,7 +39,7 @@ def bridge_command(module: str, server, room: str, tmp_path, *extra: str) -> lis
     contract = tmp_path / 'portal.yaml'
     contract.write_text(fixture_contract().to_yaml())
     return [
-        sys.executable, '-m', f'portal_bridge.{module}', '--ros-args',
+        sys.executable, '-m', f'portal_bridge.nodes.{module}', '--ros-args',
         '-p', f'livekit_url:={server.url}', '-p', f'room:={room}', '-p', f'contract_file:={contract}',
         *extra,
     ]  # fmt: skip
@@ -176,7 +176,7 @@ def test_secret_never_in_parameters_or_logs(server, room_name, tmp_path, capfd):
 
 def test_credential_file_errors_never_quote_the_file(tmp_path):
     """A malformed file's error names the problem and the place, never the content (it may be a secret)."""
-    from portal_bridge.credentials import CredentialsError, load_credentials
+    from portal_bridge.ros.credentials import CredentialsError, load_credentials
 
     secret = 'Zm9vYmFyYmF6cXV4c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OQ=='
     cases = {

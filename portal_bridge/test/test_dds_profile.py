@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from portal_bridge.dds_profile import PROFILE_VARIABLES, PROFILES, fastdds_major, profile_env, profile_path
-from portal_bridge.launch_helpers import find_livekit_server, overrides_from, truthy
+from portal_bridge.ros.dds_profile import PROFILE_VARIABLES, PROFILES, fastdds_major, profile_env, profile_path
+from portal_bridge.ros.launch_helpers import find_livekit_server, overrides_from, truthy
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 NS = {'p': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}

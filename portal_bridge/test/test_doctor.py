@@ -21,9 +21,9 @@ from livekit import api
 import numpy
 import pytest
 
-from portal_bridge import doctor
-from portal_bridge.doctor import FAIL, OK, WARN, Context, Result
-from portal_bridge.portal.tokens import mint_token
+from portal_bridge.cli import doctor
+from portal_bridge.cli.doctor import FAIL, OK, WARN, Context, Result
+from portal_bridge.portal.room.tokens import mint_token
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 LOCALHOST_XML = str(CONFIG / 'fastdds_localhost.xml')
@@ -621,7 +621,7 @@ def test_python_m_runs_and_keeps_the_secret_out(http_server):
     env = {k: v for k, v in os.environ.items() if not k.startswith('LIVEKIT_')}
     env.update(LIVEKIT_API_KEY=KEY, LIVEKIT_API_SECRET=SECRET)
     run = subprocess.run(
-        [sys.executable, '-m', 'portal_bridge.doctor', '--json', '--url', http_server(b'OK')],
+        [sys.executable, '-m', 'portal_bridge.cli.doctor', '--json', '--url', http_server(b'OK')],
         capture_output=True,
         text=True,
         env=env,

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from portal_bridge.portal.dtypes import (
+from portal_bridge.portal.wire.dtypes import (
     DType,
     decode_scalar,
     encode_column,

@@ -24,7 +24,7 @@ from support.traffic import Publisher, numbered_actions, percentile, robot_traff
 from support.waiting import wait_for_sync
 
 from portal_bridge.portal import now_us
-from portal_bridge.ros_time import stamp_to_us
+from portal_bridge.ros.stamps import stamp_to_us
 from portal_bridge_msgs.msg import ExecutedAction, Observation
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros, pytest.mark.slow]
@@ -213,7 +213,7 @@ def test_killed_operator_process_trips_the_watchdog(livekit_server, room_name, t
         env = dict(os.environ, ROS_DOMAIN_ID=str(world.operator_side.domain_id),
                    LIVEKIT_API_KEY=livekit_server.api_key, LIVEKIT_API_SECRET=livekit_server.api_secret)  # fmt: skip
         proc = spawn(
-            [sys.executable, '-m', 'portal_bridge.operator_bridge', '--ros-args', '-p', f'livekit_url:={livekit_server.url}',
+            [sys.executable, '-m', 'portal_bridge.nodes.operator_bridge', '--ros-args', '-p', f'livekit_url:={livekit_server.url}',
              '-p', f'room:={room_name}', '-p', f'contract_file:={c}', '-p', 'identity:=pilot', '-p', 'auto_claim:=true'],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         wait_for_sync(lambda: robot.robot.active_operator() == 'pilot', 30)

@@ -7,15 +7,15 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from portal_bridge.portal.frame_video import (
+from portal_bridge.portal.frames import VideoFrame, rgb_view
+from portal_bridge.portal.wire.contract import VideoCodec
+from portal_bridge.portal.wire.frame_video import (
     FrameVideoError,
     decode_payload,
     encode_frame,
     encode_payload,
     parse_header,
 )
-from portal_bridge.portal.frames import VideoFrame, rgb_view
-from portal_bridge.portal.wire_contract import VideoCodec
 
 RNG = np.random.default_rng(7)
 

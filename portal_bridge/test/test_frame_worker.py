@@ -2,7 +2,7 @@
 
 import threading
 
-from portal_bridge.frame_worker import FrameWorker
+from portal_bridge.ros.frame_worker import FrameWorker
 
 
 def test_a_burst_within_the_depth_is_processed_in_order_without_drops():

@@ -17,7 +17,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from portal_bridge.images import (
+from portal_bridge.ros.images import (
     ImageConversionError,
     compressed_format,
     compressed_size,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from portal_bridge.input_health import FRESH, NO_PUBLISHER, SILENT, WAITING, InputHealth, summary
+from portal_bridge.ros.input_health import FRESH, NO_PUBLISHER, SILENT, WAITING, InputHealth, summary
 
 
 def states(statuses):

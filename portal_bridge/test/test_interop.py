@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from portal_bridge.portal import ContractError, Robot, WireContract, now_us
 from portal_bridge.portal.loop_thread import LoopThread
-from portal_bridge.ros_time import seconds_to_duration, us_to_stamp
+from portal_bridge.ros.stamps import seconds_to_duration, us_to_stamp
 from portal_bridge_msgs.msg import Observation
 from portal_bridge_msgs.srv import CallRpc, SetActiveOperator
 

@@ -13,7 +13,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from portal_bridge.joints import (
+from portal_bridge.ros.joints import (
     COMMAND_TYPES,
     CommandBuilder,
     MappingError,

@@ -105,8 +105,8 @@ def test_a_very_late_pong_to_our_own_ping_is_a_sample_not_another_peers_pong():
     from support.portal_peers import fixture_contract
 
     from portal_bridge.portal import Robot
-    from portal_bridge.portal.packets import RTT_PONG, encode_rtt
-    from portal_bridge.portal.session import _OWN_PINGS_REMEMBERED
+    from portal_bridge.portal.room.session import _OWN_PINGS_REMEMBERED
+    from portal_bridge.portal.wire.packets import RTT_PONG, encode_rtt
 
     robot = Robot(fixture_contract())
     for ts in range(1, 101):  # 100 pings at 1 Hz, none answered yet

@@ -131,7 +131,7 @@ def _stamps(capacity):
 
 
 def test_operator_bridge_remembers_the_last_distinct_stamps():
-    from portal_bridge.operator_bridge import OperatorBridge
+    from portal_bridge.nodes.operator_bridge import OperatorBridge
 
     node = _stamps(4)
     for ts in (1, 2, 2, 3, 2, 4, 5):  # repeated stamps take one slot, so 2 is not evicted early
@@ -143,7 +143,7 @@ def test_operator_bridge_remembers_the_last_distinct_stamps():
 def test_operator_bridge_stamps_stay_consistent_across_threads(fast_switching):
     from builtin_interfaces.msg import Time
 
-    from portal_bridge.operator_bridge import OperatorBridge
+    from portal_bridge.nodes.operator_bridge import OperatorBridge
 
     node = _stamps(64)
     seen = []

@@ -2,7 +2,7 @@
 
 import sys
 
-from portal_bridge.node_main import _without_sdk_double_release
+from portal_bridge.nodes.node_main import _without_sdk_double_release
 
 
 def test_only_the_sdk_double_release_is_kept_quiet():

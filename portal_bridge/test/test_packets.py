@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from portal_bridge.portal.dtypes import DType, encode_scalar
-from portal_bridge.portal.packets import (
+from portal_bridge.portal.wire.dtypes import DType, encode_scalar
+from portal_bridge.portal.wire.packets import (
     ActionCodec,
     ChunkCodec,
     PacketError,
@@ -16,7 +16,7 @@ from portal_bridge.portal.packets import (
     encode_rtt,
     peek_fingerprint,
 )
-from portal_bridge.portal.schema import ChunkSpec, FieldSpec
+from portal_bridge.portal.wire.schema import ChunkSpec, FieldSpec
 
 F = FieldSpec
 EXAMPLE = (F('j1', DType.F32), F('gripper', DType.BOOL), F('mode', DType.I8))

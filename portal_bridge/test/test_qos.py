@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from portal_bridge.qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
+from portal_bridge.ros.qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
 
 try:  # Jazzy and later
     from rclpy.event_handler import SubscriptionEventCallbacks

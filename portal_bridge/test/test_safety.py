@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
-from portal_bridge.safety import TIMEOUT_POLICIES, CommandSafety, Emit, SafetyState, align_chunk
+from portal_bridge.control.safety import TIMEOUT_POLICIES, CommandSafety, Emit, SafetyState, align_chunk
 
 T = 0.3  # action timeout
 HOLD = 1 / 30

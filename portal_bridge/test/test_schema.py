@@ -1,7 +1,7 @@
 import pytest
 
-from portal_bridge.portal.dtypes import DType
-from portal_bridge.portal.schema import (
+from portal_bridge.portal.wire.dtypes import DType
+from portal_bridge.portal.wire.schema import (
     ChunkSpec,
     FieldSpec,
     action_fingerprint,

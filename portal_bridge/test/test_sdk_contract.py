@@ -18,7 +18,8 @@ import pytest
 from support.portal_peers import Peers, fixture_contract
 from support.waiting import async_test, wait_for
 
-from portal_bridge.portal import VideoCodec, now_us, sdk_video
+from portal_bridge.portal import VideoCodec, now_us
+from portal_bridge.portal.roles import sdk_video
 
 SDK = f'livekit {rtc.__version__}'
 PACKAGE = Path(__file__).resolve().parents[1] / 'portal_bridge'
@@ -125,7 +126,7 @@ def test_without_the_internals_streams_fall_back_to_the_public_class_and_say_so_
     monkeypatch.setattr(sdk_video, '_problem', 'FfiRequest has no new_video_stream')
     monkeypatch.setattr(sdk_video, '_warned', False)
     monkeypatch.setattr(sdk_video.rtc, 'VideoStream', PublicStream)
-    with caplog.at_level(logging.WARNING, logger='portal_bridge.portal.sdk_video'):
+    with caplog.at_level(logging.WARNING, logger='portal_bridge.portal.roles.sdk_video'):
         a = sdk_video.open_video_stream('t1', format=rtc.VideoBufferType.RGB24)
         b = sdk_video.open_video_stream('t2')
     assert isinstance(a, PublicStream) and isinstance(b, PublicStream)
@@ -133,7 +134,7 @@ def test_without_the_internals_streams_fall_back_to_the_public_class_and_say_so_
         ('t1', {'format': rtc.VideoBufferType.RGB24, 'capacity': 0}),
         ('t2', {'format': None, 'capacity': 0}),
     ]
-    warnings = [r.getMessage() for r in caplog.records if r.name == 'portal_bridge.portal.sdk_video']
+    warnings = [r.getMessage() for r in caplog.records if r.name == 'portal_bridge.portal.roles.sdk_video']
     assert len(warnings) == 1 and 'FfiRequest has no new_video_stream' in warnings[0] and rtc.__version__ in warnings[0]
 
 
@@ -152,7 +153,7 @@ def test_no_other_file_imports_sdk_internals():
 @pytest.mark.livekit
 @async_test()
 async def test_the_deeper_native_queue_is_accepted_and_frames_flow(livekit_server, room_name, monkeypatch, caplog):
-    from portal_bridge.portal import operator as operator_module
+    from portal_bridge.portal.roles import operator as operator_module
 
     streams = []
 
@@ -176,4 +177,4 @@ async def test_the_deeper_native_queue_is_accepted_and_frames_flow(livekit_serve
         assert op.metrics().transport.frames_received.get('front', 0) >= 10
     assert streams and all(type(s).__name__ == '_DeepVideoStream' for s in streams), streams
     assert all(s._native_queue_set for s in streams)
-    assert not [r for r in caplog.records if r.name == 'portal_bridge.portal.sdk_video'], caplog.text
+    assert not [r for r in caplog.records if r.name == 'portal_bridge.portal.roles.sdk_video'], caplog.text

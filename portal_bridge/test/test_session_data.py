@@ -18,8 +18,8 @@ from portal_bridge.portal import (
     VideoCodec,
     now_us,
 )
-from portal_bridge.portal.packets import StateCodec, encode_rtt
-from portal_bridge.portal.session import TOPIC_RTT, TOPIC_STATE
+from portal_bridge.portal.room.session import TOPIC_RTT, TOPIC_STATE
+from portal_bridge.portal.wire.packets import StateCodec, encode_rtt
 
 pytestmark = pytest.mark.livekit
 RNG = np.random.default_rng(3)

@@ -17,9 +17,9 @@ from std_msgs.msg import Float64MultiArray
 from support.ros_world import RosDomain, base_domain
 from support.waiting import wait_for_sync
 
-from portal_bridge.operator_bridge import OperatorBridge
-from portal_bridge.robot_bridge import RobotBridge
-from portal_bridge.sim_robot import SimRobot, draw_frame, read_barcode
+from portal_bridge.nodes.operator_bridge import OperatorBridge
+from portal_bridge.nodes.robot_bridge import RobotBridge
+from portal_bridge.nodes.sim_robot import SimRobot, draw_frame, read_barcode
 
 PACKAGE = Path(__file__).resolve().parents[1]
 CONFIG = PACKAGE / 'config'

@@ -6,7 +6,7 @@ import pytest
 
 from portal_bridge.portal.metrics import SyncStats
 from portal_bridge.portal.sync_buffer import StallPolicy, SyncBuffer
-from portal_bridge.portal.wire_contract import search_range_us
+from portal_bridge.portal.wire.contract import search_range_us
 
 R = search_range_us(30, 1.5)  # 50 000 us
 

@@ -8,13 +8,15 @@ from livekit import api, rtc
 import pytest
 from support.waiting import async_test, wait_for
 
-from portal_bridge.portal.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from portal_bridge.portal.room.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 
 
 def run_token(*args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith('LIVEKIT_')}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, '-m', 'portal_bridge.token', *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, '-m', 'portal_bridge.cli.token', *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_token_has_portal_grants():
@@ -72,8 +74,8 @@ async def test_minted_token_joins_and_sets_attributes(livekit_server, room_name)
 
 
 def test_redaction_blanks_tokens_and_secrets_in_quoted_server_errors():
-    from portal_bridge.credentials import Credentials, redact
-    from portal_bridge.portal.tokens import mint_token, redact_tokens
+    from portal_bridge.portal.room.tokens import mint_token, redact_tokens
+    from portal_bridge.ros.credentials import Credentials, redact
 
     token = mint_token('k', 'the-secret', 'robot', 'room')
     error = f'invalid token: {token}, error: token signature is invalid (key k, secret the-secret)'

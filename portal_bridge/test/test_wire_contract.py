@@ -7,10 +7,10 @@ import textwrap
 
 import pytest
 
-from portal_bridge.contract import main as contract_main
-from portal_bridge.portal.dtypes import DType
-from portal_bridge.portal.schema import ChunkSpec, FieldSpec
-from portal_bridge.portal.wire_contract import ContractError, VideoCodec, WireContract
+from portal_bridge.cli.contract import main as contract_main
+from portal_bridge.portal.wire.contract import ContractError, VideoCodec, WireContract
+from portal_bridge.portal.wire.dtypes import DType
+from portal_bridge.portal.wire.schema import ChunkSpec, FieldSpec
 
 FULL = textwrap.dedent("""
     version: 1
@@ -227,7 +227,9 @@ def test_contract_command_prints_appendix_a_fingerprints(tmp_path, capsys):
 def test_contract_module_entry_point_and_exit_code_2(tmp_path):
     good = tmp_path / 'good.yaml'
     good.write_text('version: 1\nstate: [{name: j, dtype: f32}]\naction: [{name: j, dtype: f32}]\nfps: 60')
-    run = subprocess.run([sys.executable, '-m', 'portal_bridge.contract', str(good)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, '-m', 'portal_bridge.cli.contract', str(good)], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {
         'state': '0xfd461c29',
@@ -237,7 +239,7 @@ def test_contract_module_entry_point_and_exit_code_2(tmp_path):
     }
     bad = tmp_path / 'bad.yaml'
     bad.write_text('version: 1\nfps: 0\n')
-    run = subprocess.run([sys.executable, '-m', 'portal_bridge.contract', str(bad)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, '-m', 'portal_bridge.cli.contract', str(bad)], capture_output=True, text=True)
     assert run.returncode == 2
     assert 'invalid config: fps must be > 0' in run.stderr and run.stdout == ''
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..ros_time import seconds_to_duration
+from ..ros.stamps import seconds_to_duration
 from .base import CommandType
 
 

@@ -4,7 +4,6 @@ Wire format, schemas and fingerprints, the ``portal.yaml`` contract, the SyncBuf
 and the Robot and Operator roles on top of the ``livekit`` SDK. Usable without ROS.
 """
 
-from .dtypes import DType
 from .errors import (
     AlreadyConnected,
     AmbiguousPeer,
@@ -23,14 +22,15 @@ from .errors import (
 )
 from .frames import VideoFrame
 from .metrics import PortalMetrics
-from .operator import Operator
 from .records import Action, ActionChunk, Observation, State
-from .robot import AccessPolicy, Robot
-from .schema import ChunkSpec, FieldSpec
-from .session import ConnectionState, now_us
+from .roles.operator import Operator
+from .roles.robot import AccessPolicy, Robot
+from .room.session import ConnectionState, now_us
+from .room.tokens import mint_token
 from .sync_buffer import StallPolicy, SyncBuffer
-from .tokens import mint_token
-from .wire_contract import ContractError, VideoCodec, VideoSpec, WireContract
+from .wire.contract import ContractError, VideoCodec, VideoSpec, WireContract
+from .wire.dtypes import DType
+from .wire.schema import ChunkSpec, FieldSpec
 
 __all__ = [
     'AccessPolicy', 'Action', 'ActionChunk', 'AlreadyConnected', 'AmbiguousPeer', 'ChunkSpec', 'CodecError',

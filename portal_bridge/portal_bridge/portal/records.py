@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .dtypes import typed_value
 from .frames import VideoFrame
-from .schema import FieldSpec
+from .wire.dtypes import typed_value
+from .wire.schema import FieldSpec
 
 __all__ = ['State', 'Action', 'ActionChunk', 'Observation', 'typed_map']
 

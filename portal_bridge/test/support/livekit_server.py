@@ -46,7 +46,7 @@ def free_ports() -> tuple[int, int, int]:
 
 def server_binary() -> Optional[str]:
     """The server the tests use, found like demo.launch.py finds it (None when there is none)."""
-    from portal_bridge.launch_helpers import find_livekit_server
+    from portal_bridge.ros.launch_helpers import find_livekit_server
 
     return find_livekit_server(Path(__file__).resolve())
 

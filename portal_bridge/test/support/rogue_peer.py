@@ -36,15 +36,7 @@ from livekit.rtc._proto import ffi_pb2 as proto_ffi
 from livekit.rtc._utils import get_address
 
 from portal_bridge.portal import WireContract, now_us
-from portal_bridge.portal.packets import (
-    EXECUTED_ACTION,
-    ActionCodec,
-    ChunkCodec,
-    StateCodec,
-    encode_executed,
-    encode_rtt,
-)
-from portal_bridge.portal.session import (
+from portal_bridge.portal.room.session import (
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
     TOPIC_ACTION_CHUNK,
@@ -54,7 +46,15 @@ from portal_bridge.portal.session import (
     TOPIC_RTT,
     TOPIC_STATE,
 )
-from portal_bridge.portal.tokens import ROLE_ATTR
+from portal_bridge.portal.room.tokens import ROLE_ATTR
+from portal_bridge.portal.wire.packets import (
+    EXECUTED_ACTION,
+    ActionCodec,
+    ChunkCodec,
+    StateCodec,
+    encode_executed,
+    encode_rtt,
+)
 
 RNG = random.Random(7)
 

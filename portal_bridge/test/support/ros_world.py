@@ -18,8 +18,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from portal_bridge.operator_bridge import OperatorBridge
-from portal_bridge.robot_bridge import RobotBridge
+from portal_bridge.nodes.operator_bridge import OperatorBridge
+from portal_bridge.nodes.robot_bridge import RobotBridge
 
 from .waiting import wait_for_sync
 

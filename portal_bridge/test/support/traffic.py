@@ -10,8 +10,8 @@ import numpy as np
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
-from portal_bridge.ros_time import us_to_stamp
-from portal_bridge.sim_robot import draw_frame
+from portal_bridge.nodes.sim_robot import draw_frame
+from portal_bridge.ros.stamps import us_to_stamp
 
 
 class Publisher(threading.Thread):

@@ -20,8 +20,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
-from .commands import COMMANDS
-from .params import declare
+from ..commands import COMMANDS
+from ..ros.params import declare
 
 __all__ = ['SimRobot', 'draw_frame', 'read_barcode', 'main']
 

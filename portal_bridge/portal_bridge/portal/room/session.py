@@ -25,9 +25,7 @@ import urllib.parse
 
 from livekit import rtc
 
-from .attributes import write_attributes
-from .dtypes import check_value_types
-from .errors import (
+from ..errors import (
     RPC_APPLICATION_ERROR,
     AlreadyConnected,
     AmbiguousPeer,
@@ -38,11 +36,13 @@ from .errors import (
     RoomError,
     RpcCallError,
 )
-from .metrics import MetricsRecorder, PortalMetrics
-from .packets import RTT_PING, RTT_PONG, decode_rtt, encode_rtt
-from .publishers import Drainer, SendQueue
+from ..metrics import MetricsRecorder, PortalMetrics
+from ..wire.contract import WireContract
+from ..wire.dtypes import check_value_types
+from ..wire.packets import RTT_PING, RTT_PONG, decode_rtt, encode_rtt
+from .attributes import write_attributes
+from .send_queue import Drainer, SendQueue
 from .tokens import ROLE_ATTR, credentials_from_env, mint_token, redact_tokens
-from .wire_contract import WireContract
 
 __all__ = [
     'ConnectionState',

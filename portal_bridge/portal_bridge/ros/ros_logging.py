@@ -13,7 +13,7 @@ from typing import Callable
 
 from rclpy.node import Node
 
-from .portal.tokens import redact_tokens
+from ..portal.room.tokens import redact_tokens
 
 __all__ = ['route_python_logging', 'route_session_logging']
 

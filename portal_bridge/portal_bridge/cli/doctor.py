@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 
 import yaml
 
-from portal_bridge.dds_profile import PROFILE_VARIABLES, fastdds_major
-from portal_bridge.launch_helpers import find_livekit_server
+from portal_bridge.ros.dds_profile import PROFILE_VARIABLES, fastdds_major
+from portal_bridge.ros.launch_helpers import find_livekit_server
 
 __all__ = ['CHECKS', 'Context', 'Result', 'main', 'run_checks']
 
@@ -522,7 +522,7 @@ def default_contract_path() -> str:
 def check_contract(ctx: Context) -> Result:
     path = ctx.contract_file or default_contract_path()
     try:
-        from portal_bridge.portal.wire_contract import ContractError, WireContract
+        from portal_bridge.portal.wire.contract import ContractError, WireContract
     except Exception as exc:
         return Result(WARN, f'cannot load the contract code ({_first_line(exc)}): see the livekit check')
     try:
@@ -600,7 +600,7 @@ def check_credentials(ctx: Context) -> Result:
     env = ctx.environ
     ctx.secrets.extend(v for v in (env.get('LIVEKIT_TOKEN'), env.get('LIVEKIT_API_SECRET')) if v)
     try:
-        from portal_bridge.credentials import CredentialsError, explain_token, load_credentials
+        from portal_bridge.ros.credentials import CredentialsError, explain_token, load_credentials
     except Exception as exc:
         present = [v for v in ('LIVEKIT_TOKEN', 'LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET') if env.get(v)]
         return Result(

@@ -18,8 +18,8 @@ import struct
 import numpy as np
 from PIL import Image
 
-from .frames import FrameBuffer, rgb_view
-from .wire_contract import DEFAULT_MJPEG_QUALITY, MAX_TRACK_NAME_BYTES, VideoCodec
+from ..frames import FrameBuffer, rgb_view
+from .contract import DEFAULT_MJPEG_QUALITY, MAX_TRACK_NAME_BYTES, VideoCodec
 
 __all__ = [
     'FRAME_VIDEO_VERSION',

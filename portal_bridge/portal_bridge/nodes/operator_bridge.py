@@ -27,17 +27,7 @@ from trajectory_msgs.msg import JointTrajectory
 from portal_bridge_msgs.msg import ExecutedAction, Observation
 from portal_bridge_msgs.srv import CallRpc, SetActiveOperator
 
-from .bridge_node import BridgeNode
-from .diagnostics import OK, WARN
-from .node_main import run_node
-from .observation_msgs import (
-    executed_action,
-    executed_chunk,
-    frame_to_image,
-    observation_to_msg,
-    state_to_joint_state,
-)
-from .portal import (
+from ..portal import (
     Action,
     ActionChunk,
     Operator,
@@ -45,13 +35,23 @@ from .portal import (
     State,
     VideoFrame,
 )
-from .portal import (
+from ..portal import (
     Observation as PortalObservation,
 )
-from .portal.errors import NoPeer, PortalError, RpcCallError
-from .portal.metrics import SampleRing
-from .qos import QOS_MODES, subscription_qos
-from .ros_time import stamp_to_us
+from ..portal.errors import NoPeer, PortalError, RpcCallError
+from ..portal.metrics import SampleRing
+from ..ros.diagnostics import OK, WARN
+from ..ros.observation_msgs import (
+    executed_action,
+    executed_chunk,
+    frame_to_image,
+    observation_to_msg,
+    state_to_joint_state,
+)
+from ..ros.qos import QOS_MODES, subscription_qos
+from ..ros.stamps import stamp_to_us
+from .bridge_node import BridgeNode
+from .node_main import run_node
 
 __all__ = ['OperatorBridge', 'main']
 

@@ -23,7 +23,7 @@ from typing import Mapping, Optional
 
 import yaml
 
-from .portal.tokens import redact_tokens
+from ..portal.room.tokens import redact_tokens
 
 __all__ = ['Credentials', 'CredentialsError', 'load_credentials', 'explain_token', 'redact']
 

@@ -10,10 +10,10 @@ from std_msgs.msg import Header
 
 from portal_bridge_msgs.msg import ExecutedAction, Observation
 
+from ..portal import Action, ActionChunk, State, VideoFrame
+from ..portal import Observation as PortalObservation
 from .images import rgb_to_image
-from .portal import Action, ActionChunk, State, VideoFrame
-from .portal import Observation as PortalObservation
-from .ros_time import us_to_stamp
+from .stamps import us_to_stamp
 
 __all__ = [
     'observation_to_msg',

@@ -18,9 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 from livekit import rtc
 import numpy as np
 
-from .action_inbox import ActionInbox
-from .attributes import write_attributes
-from .errors import (
+from ..errors import (
     SET_ACTIVE_OPERATOR_NOT_CONNECTED,
     SET_ACTIVE_OPERATOR_REFUSED,
     CodecError,
@@ -31,11 +29,10 @@ from .errors import (
     UnknownVideoTrack,
     WrongFrameSize,
 )
-from .frame_video import FrameVideoError, encode_frame, frame_header
-from .frames import FrameBuffer
-from .packets import EXECUTED_ACTION, StateCodec, encode_executed
-from .publishers import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
-from .session import (
+from ..frames import FrameBuffer
+from ..room.attributes import write_attributes
+from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
+from ..room.session import (
     ATTRIBUTE_WRITE_TIMEOUT_S,
     EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
@@ -49,8 +46,11 @@ from .session import (
     RpcHandler,
     now_us,
 )
-from .tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
-from .wire_contract import VideoCodec
+from ..room.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from ..wire.contract import VideoCodec
+from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
+from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
+from .action_inbox import ActionInbox
 
 __all__ = ['AccessPolicy', 'POINTER_CONFIRM_S', 'Robot']
 
@@ -71,7 +71,7 @@ _DEGRADATION = {
     .number
     for name in ('maintain_framerate_and_resolution', 'maintain_framerate', 'maintain_resolution', 'balanced')
 }
-_log = logging.getLogger('portal_bridge.portal.robot')
+_log = logging.getLogger('portal_bridge.portal.roles.robot')
 
 
 @dataclass(frozen=True)

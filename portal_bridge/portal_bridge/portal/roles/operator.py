@@ -20,15 +20,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from livekit import rtc
 import numpy as np
 
-from .action_inbox import ActionInbox
-from .errors import NoPeer, NotConnected, UnknownVideoTrack
-from .frame_video import FrameVideoError, decode_payload, parse_header
-from .frames import VideoFrame
-from .packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
-from .publishers import DATA_QUEUE_CAPACITY, SendQueue, send_stream
-from .records import Action, Observation, State, typed_map
-from .sdk_video import open_video_stream
-from .session import (
+from ..errors import NoPeer, NotConnected, UnknownVideoTrack
+from ..frames import VideoFrame
+from ..records import Action, Observation, State, typed_map
+from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
+from ..room.session import (
     EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
@@ -40,9 +36,13 @@ from .session import (
     PortalSession,
     now_us,
 )
-from .sync_buffer import StallPolicy, SyncBuffer, SyncOutput
-from .tokens import ACTIVE_OPERATOR_ATTR
-from .wire_contract import VideoCodec
+from ..room.tokens import ACTIVE_OPERATOR_ATTR
+from ..sync_buffer import StallPolicy, SyncBuffer, SyncOutput
+from ..wire.contract import VideoCodec
+from ..wire.frame_video import FrameVideoError, decode_payload, parse_header
+from ..wire.packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
+from .action_inbox import ActionInbox
+from .sdk_video import open_video_stream
 
 __all__ = ['Operator', 'RECEIVE_RING']
 

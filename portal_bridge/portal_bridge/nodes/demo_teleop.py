@@ -22,8 +22,8 @@ from std_msgs.msg import String
 
 from portal_bridge_msgs.msg import Observation
 
-from .params import declare
-from .portal import now_us
+from ..portal import now_us
+from ..ros.params import declare
 from .sim_robot import read_barcode
 
 __all__ = ['DemoTeleop', 'main']

@@ -15,8 +15,8 @@ from typing import Any, Optional, Sequence
 
 from sensor_msgs.msg import JointState
 
-from .commands import COMMANDS, command_type
-from .commands.twist import SLOTS as TWIST_SLOTS
+from ..commands import COMMANDS, command_type
+from ..commands.twist import SLOTS as TWIST_SLOTS
 
 __all__ = [
     'COMMAND_TYPES',

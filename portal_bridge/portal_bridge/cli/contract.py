@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from portal_bridge.portal.wire_contract import ContractError, WireContract
+from portal_bridge.portal.wire.contract import ContractError, WireContract
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

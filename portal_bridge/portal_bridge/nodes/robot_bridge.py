@@ -25,30 +25,30 @@ from std_srvs.srv import Trigger
 
 from portal_bridge_msgs.srv import SetActiveOperator
 
-from .bridge_node import LATCHED, BridgeNode
-from .command_output import CommandOutput
-from .commands import COMMAND_INTERFACES, COMMANDS
-from .diagnostics import ERROR, OK, WARN
-from .frame_worker import FrameWorker
-from .images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
-from .input_health import InputHealth
-from .input_health import summary as input_summary
-from .joints import (
+from ..commands import COMMAND_INTERFACES, COMMANDS
+from ..control.command_output import CommandOutput
+from ..control.safety import TIMEOUT_POLICIES, ChunkAlignment, CommandSafety, Emit, SafetyState, align_chunk
+from ..portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
+from ..portal.errors import RPC_APPLICATION_ERROR, NotConnected, PointerRefused, PortalError, RpcCallError
+from ..portal.metrics import SampleRing
+from ..ros.diagnostics import ERROR, OK, WARN
+from ..ros.frame_worker import FrameWorker
+from ..ros.images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
+from ..ros.input_health import InputHealth
+from ..ros.input_health import summary as input_summary
+from ..ros.joints import (
     CommandBuilder,
     MappingError,
     StateMapping,
     apply_limits,
     nan_fields,
 )
+from ..ros.params import DynamicParameters
+from ..ros.qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
+from ..ros.service_host import ServiceHost
+from ..ros.stamps import stamp_to_us
+from .bridge_node import LATCHED, BridgeNode
 from .node_main import run_node
-from .params import DynamicParameters
-from .portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
-from .portal.errors import RPC_APPLICATION_ERROR, NotConnected, PointerRefused, PortalError, RpcCallError
-from .portal.metrics import SampleRing
-from .qos import QOS_MODES, incompatible_qos_callbacks, subscription_qos
-from .ros_time import stamp_to_us
-from .safety import TIMEOUT_POLICIES, ChunkAlignment, CommandSafety, Emit, SafetyState, align_chunk
-from .service_host import ServiceHost
 
 __all__ = ['RobotBridge', 'main']
 

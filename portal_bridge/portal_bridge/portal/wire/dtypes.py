@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from .errors import DtypeMismatch
+from ..errors import DtypeMismatch
 
 __all__ = [
     'DType',

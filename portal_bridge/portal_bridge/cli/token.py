@@ -16,7 +16,7 @@ import datetime
 import sys
 from typing import Optional, Sequence
 
-from portal_bridge.portal.tokens import credentials_from_env, mint_token
+from portal_bridge.portal.room.tokens import credentials_from_env, mint_token
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -18,12 +18,12 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from .portal.metrics import SampleRing
+from ..portal.metrics import SampleRing
 from .safety import CommandSafety, Emit, SafetyState
 
 __all__ = ['CommandOutput']
 
-_log = logging.getLogger('portal_bridge.command_output')
+_log = logging.getLogger('portal_bridge.control.command_output')
 
 
 class CommandOutput:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .errors import UnknownChunk
-from .packets import EXECUTED_ACTION, EXECUTED_CHUNK, ActionCodec, ChunkCodec, PacketError, peek_fingerprint
-from .records import Action, ActionChunk, typed_map
-from .session import now_us
+from ..errors import UnknownChunk
+from ..records import Action, ActionChunk, typed_map
+from ..room.session import now_us
+from ..wire.packets import EXECUTED_ACTION, EXECUTED_CHUNK, ActionCodec, ChunkCodec, PacketError, peek_fingerprint
 
 __all__ = ['ActionInbox']
 
@@ -141,7 +141,7 @@ class ActionInbox:
         )
 
     def _stream_size_limit(self, topic: str) -> int:
-        from .session import TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK
+        from ..room.session import TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK
 
         if topic in (TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK):
             # No valid chunk is larger than the largest declared one; the slack still lets a chunk of

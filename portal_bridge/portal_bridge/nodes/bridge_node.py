@@ -23,15 +23,15 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from .credentials import Credentials, CredentialsError, explain_token, load_credentials, redact
-from .diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
-from .params import ParameterError, declare
-from .portal import ContractError, WireContract
-from .portal.errors import RoomError
-from .portal.loop_thread import LoopThread
-from .portal.session import ConnectionState, PortalSession
-from .ros_logging import route_python_logging, route_session_logging
-from .service_host import ServiceHost
+from ..portal import ContractError, WireContract
+from ..portal.errors import RoomError
+from ..portal.loop_thread import LoopThread
+from ..portal.room.session import ConnectionState, PortalSession
+from ..ros.credentials import Credentials, CredentialsError, explain_token, load_credentials, redact
+from ..ros.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
+from ..ros.params import ParameterError, declare
+from ..ros.ros_logging import route_python_logging, route_session_logging
+from ..ros.service_host import ServiceHost
 
 __all__ = ['BridgeNode', 'LATCHED', 'default_contract_path']
 

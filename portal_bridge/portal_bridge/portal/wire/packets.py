@@ -40,7 +40,7 @@ __all__ = [
     'decode_executed',
 ]
 
-_log = logging.getLogger('portal_bridge.portal.packets')
+_log = logging.getLogger('portal_bridge.portal.wire.packets')
 
 STATE_HEADER = struct.Struct('<IQ')
 ACTION_HEADER = struct.Struct('<IQQ')
