@@ -105,17 +105,17 @@ def test_a_very_late_pong_to_our_own_ping_is_a_sample_not_another_peers_pong():
     from support.portal_peers import fixture_contract
 
     from portal_bridge.portal import Robot
-    from portal_bridge.portal.room.session import _OWN_PINGS_REMEMBERED
+    from portal_bridge.portal.room.rtt import OWN_PINGS_REMEMBERED
     from portal_bridge.portal.wire.packets import RTT_PONG, encode_rtt
 
     robot = Robot(fixture_contract())
     for ts in range(1, 101):  # 100 pings at 1 Hz, none answered yet
-        robot._remember_ping(ts)
-    robot._on_rtt(encode_rtt(RTT_PONG, 1), 'operator')  # the pong to the oldest, 99 pings later
-    robot._on_rtt(encode_rtt(RTT_PONG, 1), 'operator')  # answered twice: the second is not ours any more
-    robot._on_rtt(encode_rtt(RTT_PONG, 123456), 'rogue')  # never sent by us
+        robot._rtt.remember(ts)
+    robot._rtt.on_packet(encode_rtt(RTT_PONG, 1), 'operator')  # the pong to the oldest, 99 pings later
+    robot._rtt.on_packet(encode_rtt(RTT_PONG, 1), 'operator')  # answered twice: the second is not ours any more
+    robot._rtt.on_packet(encode_rtt(RTT_PONG, 123456), 'rogue')  # never sent by us
     rtt = robot.metrics().rtt
     assert (rtt.pongs_received, rtt.pongs_ignored) == (1, 2)
-    for ts in range(1000, 1000 + _OWN_PINGS_REMEMBERED + 1):
-        robot._remember_ping(ts)
-    assert 1000 not in robot._own_pings and len(robot._own_pings) == _OWN_PINGS_REMEMBERED  # bounded
+    for ts in range(1000, 1000 + OWN_PINGS_REMEMBERED + 1):
+        robot._rtt.remember(ts)
+    assert 1000 not in robot._rtt._own_pings and len(robot._rtt._own_pings) == OWN_PINGS_REMEMBERED  # bounded

@@ -21,7 +21,7 @@ from support.waiting import publish_until, wait_for_sync
 from test_bridge_control import call
 
 from portal_bridge.portal.errors import SET_ACTIVE_OPERATOR_REFUSED
-from portal_bridge.portal.room.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from portal_bridge.portal.protocol import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 from portal_bridge_msgs.msg import Observation
 from portal_bridge_msgs.srv import SetActiveOperator
 

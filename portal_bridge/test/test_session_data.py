@@ -18,7 +18,7 @@ from portal_bridge.portal import (
     VideoCodec,
     now_us,
 )
-from portal_bridge.portal.room.session import TOPIC_RTT, TOPIC_STATE
+from portal_bridge.portal.protocol import TOPIC_RTT, TOPIC_STATE
 from portal_bridge.portal.wire.packets import StateCodec, encode_rtt
 
 pytestmark = pytest.mark.livekit

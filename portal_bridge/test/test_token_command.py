@@ -8,7 +8,7 @@ from livekit import api, rtc
 import pytest
 from support.waiting import async_test, wait_for
 
-from portal_bridge.portal.room.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from portal_bridge.portal.protocol import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
 
 
 def run_token(*args, env_extra=None):

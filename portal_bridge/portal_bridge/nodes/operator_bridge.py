@@ -117,7 +117,7 @@ class OperatorBridge(BridgeNode):
         )
         self.operator = Operator(
             contract,
-            session=self.room,
+            label=self.room,
             e2ee_key=self.e2ee_key,
             stall_policy=StallPolicy(stall_ms) if stall_ms > 0 else None,
         )

@@ -227,7 +227,7 @@ class RobotBridge(BridgeNode):
         try:
             self.robot = Robot(
                 c,
-                session=self.room,
+                label=self.room,
                 e2ee_key=self.e2ee_key,
                 access=AccessPolicy(frozenset(allowed), frozenset(supervisors)),
                 video_degradation=degradation,

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .protocol import (  # re-exported: the codes belong with the errors that carry them
+    RPC_APPLICATION_ERROR,
+    SET_ACTIVE_OPERATOR_NOT_CONNECTED,
+    SET_ACTIVE_OPERATOR_REFUSED,
+    SET_ACTIVE_OPERATOR_WRITE_FAILED,
+)
+
 __all__ = [
     'PortalError',
     'NotConnected',
@@ -29,12 +36,6 @@ __all__ = [
     'SET_ACTIVE_OPERATOR_REFUSED',
     'RPC_APPLICATION_ERROR',
 ]
-
-# Error codes of the portal.set_active_operator RPC (2001 and 2002 are Portal's; 2003 is ours).
-SET_ACTIVE_OPERATOR_NOT_CONNECTED = 2001
-SET_ACTIVE_OPERATOR_WRITE_FAILED = 2002
-SET_ACTIVE_OPERATOR_REFUSED = 2003
-RPC_APPLICATION_ERROR = 1500
 
 
 class PortalError(Exception):

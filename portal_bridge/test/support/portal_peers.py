@@ -7,7 +7,7 @@ from typing import Any, Optional
 from livekit import rtc
 
 from portal_bridge.portal import DType, Operator, Robot, WireContract, mint_token
-from portal_bridge.portal.room.tokens import ROLE_ATTR
+from portal_bridge.portal.protocol import ROLE_ATTR
 
 
 def fixture_contract(**knobs: Any) -> WireContract:

@@ -36,7 +36,8 @@ from livekit.rtc._proto import ffi_pb2 as proto_ffi
 from livekit.rtc._utils import get_address
 
 from portal_bridge.portal import WireContract, now_us
-from portal_bridge.portal.room.session import (
+from portal_bridge.portal.protocol import (
+    ROLE_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
     TOPIC_ACTION_CHUNK,
@@ -46,7 +47,6 @@ from portal_bridge.portal.room.session import (
     TOPIC_RTT,
     TOPIC_STATE,
 )
-from portal_bridge.portal.room.tokens import ROLE_ATTR
 from portal_bridge.portal.wire.packets import (
     EXECUTED_ACTION,
     ActionCodec,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import UnknownChunk
 from ..records import Action, ActionChunk, typed_map
+from ..room.events import Listeners
 from ..room.session import now_us
 from ..wire.packets import EXECUTED_ACTION, EXECUTED_CHUNK, ActionCodec, ChunkCodec, PacketError, peek_fingerprint
 
@@ -30,8 +31,8 @@ class ActionInbox:
         self._chunk_by_name = {codec.spec.name: codec for codec in self._chunk_codecs.values()}
         self._latest_action: Optional[Action] = None
         self._latest_chunks: dict[str, ActionChunk] = {}
-        self._cb_action: Optional[Callable[[Action], Any]] = None
-        self._cb_chunks: dict[str, Callable[[ActionChunk], Any]] = {}
+        self._action_listeners = Listeners('action', self._tasks)
+        self._chunk_listeners = Listeners('action-chunk', self._tasks)  # keyed by chunk name
 
     def _inbox_enabled(self) -> bool:
         return True
@@ -46,15 +47,15 @@ class ActionInbox:
         return codec
 
     def on_action(self, cb: Callable[[Action], Any]) -> None:
-        """Called on the session's loop for every action that passed the gate."""
-        self._cb_action = cb
+        """Add a listener called on the session's loop for every action that passed the gate."""
+        self._action_listeners.add(cb)
 
     def get_action(self) -> Optional[Action]:
         return self._latest_action
 
     def on_action_chunk(self, name: str, cb: Callable[[ActionChunk], Any]) -> None:
         self._chunk_codec(name)
-        self._cb_chunks[name] = cb
+        self._chunk_listeners.add(cb, key=name)
 
     def get_action_chunk(self, name: str) -> Optional[ActionChunk]:
         self._chunk_codec(name)
@@ -68,16 +69,16 @@ class ActionInbox:
         if self._active is not None and sender == self._active:
             return True
         self._metrics.drop('gate')
-        self.log.debug('[%s] gate: dropped from %r (active operator %r)', self.session, sender, self._active)
+        self.log.debug('[%s] gate: dropped from %r (active operator %r)', self.label, sender, self._active)
         return False
 
     def _deliver_action(self, action: Action) -> None:
         self._latest_action = action
-        self._emit(self._cb_action, action)
+        self._action_listeners.emit(action)
 
     def _deliver_chunk(self, chunk: ActionChunk) -> None:
         self._latest_chunks[chunk.name] = chunk
-        self._emit(self._cb_chunks.get(chunk.name), chunk)
+        self._chunk_listeners.emit(chunk, key=chunk.name)
 
     def _on_action_packet(self, data: bytes, sender: str) -> None:
         if not self._inbox_enabled() or not self._gate(sender):
@@ -141,7 +142,7 @@ class ActionInbox:
         )
 
     def _stream_size_limit(self, topic: str) -> int:
-        from ..room.session import TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK
+        from ..protocol import TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK
 
         if topic in (TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK):
             # No valid chunk is larger than the largest declared one; the slack still lets a chunk of

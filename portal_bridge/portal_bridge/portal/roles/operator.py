@@ -22,9 +22,8 @@ import numpy as np
 
 from ..errors import NoPeer, NotConnected, UnknownVideoTrack
 from ..frames import VideoFrame
-from ..records import Action, Observation, State, typed_map
-from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
-from ..room.session import (
+from ..protocol import (
+    ACTIVE_OPERATOR_ATTR,
     EXECUTED_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
@@ -33,10 +32,11 @@ from ..room.session import (
     TOPIC_EXECUTED_CHUNK,
     TOPIC_FRAME_VIDEO,
     TOPIC_STATE,
-    PortalSession,
-    now_us,
 )
-from ..room.tokens import ACTIVE_OPERATOR_ATTR
+from ..records import Action, Observation, State, typed_map
+from ..room.events import Listeners
+from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
+from ..room.session import PortalSession, now_us
 from ..sync_buffer import StallPolicy, SyncBuffer, SyncOutput
 from ..wire.contract import VideoCodec
 from ..wire.frame_video import FrameVideoError, decode_payload, parse_header
@@ -108,10 +108,10 @@ class Operator(ActionInbox, PortalSession):
         self._latest_state: Optional[State] = None
         self._latest_observation: Optional[Observation] = None
         self._latest_frames: dict[str, VideoFrame] = {}
-        self._cb_state: Optional[Callable[[State], Any]] = None
-        self._cb_observation: Optional[Callable[[Observation], Any]] = None
-        self._cb_drop: Optional[Callable[[list[State]], Any]] = None
-        self._cb_frames: dict[str, Callable[[str, VideoFrame], Any]] = {}
+        self._state_listeners = Listeners('state', self._tasks)
+        self._observation_listeners = Listeners('observation', self._tasks)
+        self._drop_listeners = Listeners('drop', self._tasks)
+        self._frame_listeners = Listeners('video-frame', self._tasks)  # keyed by track name
 
     def _new_sync_buffer(self) -> SyncBuffer:
         c = self.contract
@@ -187,19 +187,19 @@ class Operator(ActionInbox, PortalSession):
                 if self._room is not None:
                     await self._room.local_participant.publish_data(payload, reliable=reliable, topic=TOPIC_ACTION)
 
-            self._start_drainer('action', self._action_queue, send_action)
+            self._outbox.start_drainer('action', self._action_queue, send_action)
         for name in self._chunk_by_name:
             queue: SendQueue[bytes] = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             self._chunk_queues[name] = queue
-            self._start_drainer(f'chunk-{name}', queue, self._chunk_sender(name))
+            self._outbox.start_drainer(f'chunk-{name}', queue, self._chunk_sender(name))
         if self.contract.frame_videos:
             self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix='portal-decode')
         for spec in self.contract.frame_videos:
             ring = _FrameRing(RECEIVE_RING)
             self._frame_rings[spec.name] = ring
-            self._spawn(self._process_frame_video(spec.name, ring), f'frame-video-{spec.name}')
+            self._tasks.spawn(self._process_frame_video(spec.name, ring), f'frame-video-{spec.name}')
         if self.stall_policy is not None:
-            self._spawn(self._stall_watch(), 'stall-watch')
+            self._tasks.spawn(self._stall_watch(), 'stall-watch')
 
     def _chunk_sender(self, name: str):
         async def send(payload: bytes) -> None:
@@ -209,7 +209,7 @@ class Operator(ActionInbox, PortalSession):
         return send
 
     async def _teardown_role(self) -> None:
-        await self._stop_drainers()
+        await self._outbox.stop_drainers()
         self._action_queue = None
         self._chunk_queues.clear()
         self._frame_rings.clear()
@@ -234,17 +234,17 @@ class Operator(ActionInbox, PortalSession):
 
     # -- receive: state ---------------------------------------------------------------------------
     def _from_robot(self, sender: str, what: str) -> bool:
-        if sender and sender == self._robot_identity:
+        if sender and sender == self._roster.robot_identity:
             return True
         self._metrics.drop('not-robot')
-        if self._robot_identity is None:
+        if self._roster.robot_identity is None:
             return False  # no robot (yet, or any more): counted, nothing to report
         self._log_once(
             f'not-robot-{what}-{sender}',
             "[bad-payload] %s from '%s', which is not the robot '%s'; dropped",
             what,
             sender,
-            self._robot_identity,
+            self._roster.robot_identity,
         )
         return False
 
@@ -259,7 +259,7 @@ class Operator(ActionInbox, PortalSession):
         self._metrics.state_received(ts, now_us())
         state = State(typed_map(self.contract.state, raw), tuple(raw), ts, self._state_codec.names)
         self._latest_state = state
-        self._emit(self._cb_state, state)
+        self._state_listeners.emit(state)
         self._dispatch(self._sync.push_state(ts, state))
 
     # -- receive: WebRTC video --------------------------------------------------------------------
@@ -269,14 +269,14 @@ class Operator(ActionInbox, PortalSession):
         key = (participant.identity, track.sid)
         if key in self._consumers:
             return
-        self.log.info("[%s] subscribed to video track '%s' of '%s'", self.session, track.name, participant.identity)
-        task = self._spawn(self._consume_video(track, track.name, participant.identity), f'video-{track.name}')
+        self.log.info("[%s] subscribed to video track '%s' of '%s'", self.label, track.name, participant.identity)
+        task = self._tasks.spawn(self._consume_video(track, track.name, participant.identity), f'video-{track.name}')
         self._consumers[key] = task
         task.add_done_callback(lambda _t: self._consumers.pop(key, None))
 
     async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
         ring = _FrameRing(WEBRTC_RING)
-        processor = self._spawn(self._process_webrtc(name, ring), f'video-process-{name}')
+        processor = self._tasks.spawn(self._process_webrtc(name, ring), f'video-process-{name}')
         # The stream's own queue is unbounded; this loop drains it without yielding (its get does
         # not suspend while frames wait), so frames wait and are dropped, counted, only in `ring`.
         stream = open_video_stream(track, format=rtc.VideoBufferType.RGB24)
@@ -284,7 +284,7 @@ class Operator(ActionInbox, PortalSession):
         untimed = 0
         try:
             async for event in stream:
-                if publisher != self._robot_identity:
+                if publisher != self._roster.robot_identity:
                     self._from_robot(publisher, f"video track '{name}'")
                     continue
                 meta = event.metadata
@@ -324,7 +324,7 @@ class Operator(ActionInbox, PortalSession):
             self._frame_ready(name, await ring.get())
 
     def _frame_ready(self, name: str, frame: VideoFrame) -> None:
-        self._emit(self._cb_frames.get(name), name, frame)
+        self._frame_listeners.emit(name, frame, key=name)
         self._dispatch(self._sync.push_frame(name, frame.timestamp_us, frame))
 
     # -- receive: frame video ---------------------------------------------------------------------
@@ -373,7 +373,7 @@ class Operator(ActionInbox, PortalSession):
                         self._decoder, decode_payload, head.codec, bytes(body), head.width, head.height
                     )
             except FrameVideoError as exc:
-                self._count_packet_error(exc, f"frame on track '{name}'", self._robot_identity or '')
+                self._count_packet_error(exc, f"frame on track '{name}'", self._roster.robot_identity or '')
                 continue
             frame = VideoFrame(head.width, head.height, rgb, head.timestamp_us)
             self._metrics.frame_received(name, frame.timestamp_us, now_us(), nbytes=len(payload))
@@ -395,9 +395,9 @@ class Operator(ActionInbox, PortalSession):
                 received_ns=time.time_ns(),
             )
             self._latest_observation = obs
-            self._emit(self._cb_observation, obs)
+            self._observation_listeners.emit(obs)
         if out.drops:
-            self._emit(self._cb_drop, [d.state for d in out.drops])
+            self._drop_listeners.emit([d.state for d in out.drops])
 
     async def _stall_watch(self) -> None:
         assert self.stall_policy is not None
@@ -409,19 +409,19 @@ class Operator(ActionInbox, PortalSession):
     # -- callbacks and getters --------------------------------------------------------------------
     def on_state(self, cb: Callable[[State], Any]) -> None:
         """Every decoded robot state, before it enters the sync buffer."""
-        self._cb_state = cb
+        self._state_listeners.add(cb)
 
     def on_observation(self, cb: Callable[[Observation], Any]) -> None:
-        self._cb_observation = cb
+        self._observation_listeners.add(cb)
 
     def on_drop(self, cb: Callable[[list[State]], Any]) -> None:
         """States that will never become observations, once per push that dropped any."""
-        self._cb_drop = cb
+        self._drop_listeners.add(cb)
 
     def on_video_frame(self, track: str, cb: Callable[[str, VideoFrame], Any]) -> None:
         if self.contract.video(track) is None:
             raise UnknownVideoTrack(f"video track '{track}' is not declared in the wire contract")
-        self._cb_frames[track] = cb
+        self._frame_listeners.add(cb, key=track)
 
     def get_state(self) -> Optional[State]:
         return self._latest_state
@@ -433,7 +433,7 @@ class Operator(ActionInbox, PortalSession):
         return self._latest_frames.get(track)
 
     def robot_identity(self) -> Optional[str]:
-        return self._robot_identity
+        return self._roster.robot_identity
 
     def metrics(self):
         sync = self._sync
@@ -473,7 +473,7 @@ class Operator(ActionInbox, PortalSession):
         codec = self._action_codec
         ts = now_us() if timestamp_us is None else timestamp_us
         fields = self._action_fields
-        packet = self._queue_packet(
+        packet = self._outbox.queue_packet(
             'action', codec, self._action_queue, fields, values, check_types, ts, in_reply_to_ts_us or 0
         )
         if packet is None:
@@ -527,10 +527,10 @@ class Operator(ActionInbox, PortalSession):
     # -- control plane ----------------------------------------------------------------------------
     async def _resolve_robot(self) -> str:
         for _ in range(_ROBOT_POLL_TRIES):
-            if self._robot_identity is None:
+            if self._roster.robot_identity is None:
                 self._rebuild_rosters()
-            if self._robot_identity is not None:
-                return self._robot_identity
+            if self._roster.robot_identity is not None:
+                return self._roster.robot_identity
             await asyncio.sleep(_ROBOT_POLL_S)
         raise NoPeer('no robot in the room (no participant with lk.portal.role=robot)')
 
@@ -552,6 +552,6 @@ class Operator(ActionInbox, PortalSession):
         return True
 
     def _default_destination(self) -> str:
-        if self._robot_identity is not None:
-            return self._robot_identity
+        if self._roster.robot_identity is not None:
+            return self._roster.robot_identity
         return super()._default_destination()

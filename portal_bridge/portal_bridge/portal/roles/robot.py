@@ -30,11 +30,10 @@ from ..errors import (
     WrongFrameSize,
 )
 from ..frames import FrameBuffer
-from ..room.attributes import write_attributes
-from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
-from ..room.session import (
-    ATTRIBUTE_WRITE_TIMEOUT_S,
+from ..protocol import (
+    ACTIVE_OPERATOR_ATTR,
     EXECUTED_ATTR,
+    ROLE_ATTR,
     SET_ACTIVE_OPERATOR_RPC,
     TOPIC_ACTION,
     TOPIC_ACTION_CHUNK,
@@ -42,11 +41,12 @@ from ..room.session import (
     TOPIC_EXECUTED_CHUNK,
     TOPIC_FRAME_VIDEO,
     TOPIC_STATE,
-    PortalSession,
-    RpcHandler,
-    now_us,
 )
-from ..room.tokens import ACTIVE_OPERATOR_ATTR, ROLE_ATTR
+from ..room.attributes import write_attributes
+from ..room.events import Listeners
+from ..room.rpc import RpcHandler
+from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
+from ..room.session import ATTRIBUTE_WRITE_TIMEOUT_S, PortalSession, now_us
 from ..wire.contract import VideoCodec
 from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
 from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
@@ -149,7 +149,7 @@ class Robot(ActionInbox, PortalSession):
         self._sources: dict[str, rtc.VideoSource] = {}
         self._state_queue: Optional[SendQueue[bytes]] = None
         self._frame_queues: dict[str, SendQueue[bytes]] = {}
-        self._cb_refused: Optional[Callable[[str, Optional[str], str], Any]] = None
+        self._refused_listeners = Listeners('handoff-refused', self._tasks)
         self._capture_locks = {spec.name: threading.Lock() for spec in self.contract.webrtc_videos}
         self._last_capture = {spec.name: 0.0 for spec in self.contract.webrtc_videos}
         self._lockout: Optional[str] = None
@@ -197,9 +197,9 @@ class Robot(ActionInbox, PortalSession):
         if self.echo_executed:  # announced before any action can be accepted
             await write_attributes(lp, {EXECUTED_ATTR: '1'}, ATTRIBUTE_WRITE_TIMEOUT_S)
             self._executed_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
-            self._start_drainer('executed', self._executed_queue, self._data_sender(TOPIC_EXECUTED, True))
+            self._outbox.start_drainer('executed', self._executed_queue, self._data_sender(TOPIC_EXECUTED, True))
             self._executed_chunk_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
-            self._start_drainer(
+            self._outbox.start_drainer(
                 'executed-chunks', self._executed_chunk_queue, self._stream_sender(TOPIC_EXECUTED_CHUNK, 'executed')
             )
         self._attr_confirmed = lp.attributes.get(ACTIVE_OPERATOR_ATTR, '')
@@ -207,7 +207,7 @@ class Robot(ActionInbox, PortalSession):
             seed = lp.attributes.get(ACTIVE_OPERATOR_ATTR) or None
             if seed is not None and not self.access.may_drive(seed):
                 self.log.warning(
-                    "[%s] token seeds active operator '%s', which is not allowed; ignored", self.session, seed
+                    "[%s] token seeds active operator '%s', which is not allowed; ignored", self.label, seed
                 )
                 seed = None
             self._update_active(seed)
@@ -227,24 +227,24 @@ class Robot(ActionInbox, PortalSession):
             except Exception as exc:
                 raise RoomError(f"could not publish video track '{spec.name}': {exc}") from exc
             self._sources[spec.name] = source
-            self.log.info("[%s] published video track '%s' (%s)", self.session, spec.name, spec.codec.name)
+            self.log.info("[%s] published video track '%s' (%s)", self.label, spec.name, spec.codec.name)
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
-            self._start_drainer(f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name))
+            self._outbox.start_drainer(f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name))
             self.log.info(
                 "[%s] publishing frame-video track '%s' (%s, one byte stream per frame)",
-                self.session,
+                self.label,
                 spec.name,
                 spec.codec.name,
             )
         if self._state_codec is not None:
             self._state_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             reliable = self.contract.state_reliable
-            self._start_drainer('state', self._state_queue, self._data_sender(TOPIC_STATE, reliable))
+            self._outbox.start_drainer('state', self._state_queue, self._data_sender(TOPIC_STATE, reliable))
             self.log.info(
                 '[%s] ready to publish state via %s data (%d fields)',
-                self.session,
+                self.label,
                 'reliable' if reliable else 'unreliable',
                 len(self.contract.state),
             )
@@ -272,7 +272,7 @@ class Robot(ActionInbox, PortalSession):
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
         self._attr_confirmed = None
-        await self._stop_drainers()
+        await self._outbox.stop_drainers()
         self._state_queue = None
         self._executed_queue = None
         self._executed_chunk_queue = None
@@ -299,7 +299,7 @@ class Robot(ActionInbox, PortalSession):
         from a ROS message) and let the encoder narrow them.
         """
         ts = now_us() if timestamp_us is None else timestamp_us
-        if self._queue_packet(
+        if self._outbox.queue_packet(
             'state', self._state_codec, self._state_queue, self._state_fields, values, check_types, ts
         ):
             self._metrics.state_sent()
@@ -406,7 +406,7 @@ class Robot(ActionInbox, PortalSession):
     # -- receiving --------------------------------------------------------------------------------
     def on_set_active_operator_refused(self, cb: Callable[[str, Optional[str], str], Any]) -> None:
         """Called with (caller, requested, reason) when the access policy refuses a handoff."""
-        self._cb_refused = cb
+        self._refused_listeners.add(cb)
 
     # -- control plane ----------------------------------------------------------------------------
     # The gate is local-first: every pointer change (handoff, release, e-stop) takes effect in the
@@ -474,7 +474,7 @@ class Robot(ActionInbox, PortalSession):
             return
         task = self._pointer_writer
         if task is None or task.done():
-            self._pointer_writer = self._spawn(self._write_pointer(), 'pointer-writer')
+            self._pointer_writer = self._tasks.spawn(self._write_pointer(), 'pointer-writer')
 
     async def _write_pointer(self) -> None:
         delay = 0.1
@@ -495,7 +495,7 @@ class Robot(ActionInbox, PortalSession):
                     'pointer-write-retry',
                     "[%s] writing active operator '%s' to the room failed (%s); the gate already uses it, "
                     'retrying until the room agrees',
-                    self.session,
+                    self.label,
                     want,
                     exc,
                 )
@@ -535,12 +535,12 @@ class Robot(ActionInbox, PortalSession):
             self._metrics.drop('handoff-refused')
             self.log.warning(
                 "[%s] refused set_active_operator('%s') from '%s': %s",
-                self.session,
+                self.label,
                 requested or '',
                 caller,
                 reason,
             )
-            self._emit(self._cb_refused, caller, requested, reason)
+            self._refused_listeners.emit(caller, requested, reason)
             raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
         # Checked and changed with no await in between: no other request can slip in.
         self._update_active(requested)

@@ -12,11 +12,16 @@ import asyncio
 from collections import deque
 import logging
 import threading
-from typing import Awaitable, Callable, Generic, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Mapping, Optional, TypeVar
 
 from livekit import rtc
 
-__all__ = ['SendQueue', 'Drainer', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY']
+from ..errors import EmptySchema, NotConnected
+from ..metrics import MetricsRecorder
+from ..wire.dtypes import check_value_types
+from .events import LogOnce
+
+__all__ = ['SendQueue', 'Drainer', 'Outbox', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY']
 
 _log = logging.getLogger('portal_bridge.portal.publish')
 T = TypeVar('T')
@@ -117,3 +122,53 @@ async def send_stream(lp: rtc.LocalParticipant, topic: str, name: str, payload: 
     writer = await lp.stream_bytes(name=name, topic=topic, total_size=len(payload))
     await writer.write(payload)
     await writer.aclose()
+
+
+class Outbox:
+    """A role's send side: packets encoded under one lock and queued, one drainer per queue."""
+
+    def __init__(self, role: str, metrics: MetricsRecorder, log_once: LogOnce) -> None:
+        self.role = role
+        self._metrics = metrics
+        self._log_once = log_once
+        self._lock = threading.Lock()  # carry-forward encoders keep state between packets
+        self._drainers: list[Drainer] = []
+
+    def queue_packet(
+        self,
+        what: str,
+        codec: Any,
+        queue: Optional[SendQueue],
+        fields: Mapping[str, Any],
+        values: Mapping[str, Any],
+        check_types: bool,
+        *encode_args: int,
+    ) -> Optional[bytes]:
+        """Encode a state or action packet (carry-forward) and queue it; None if the queue is full."""
+        if codec is None:
+            raise EmptySchema(f'the wire contract declares no {what} fields')
+        if queue is None:
+            raise NotConnected(f'{self.role} is not connected')
+        if check_types:
+            check_value_types(fields, values)
+        with self._lock:
+            packet, saturated = codec.encode(values, *encode_args)
+        if saturated:
+            self._log_once(f'sat-{what}-{saturated}', '[saturated] %s fields %s clipped to their dtype range',
+                           what, saturated, level=logging.INFO)  # fmt: skip
+        accepted, _ = queue.put(packet)
+        if not accepted:
+            self._metrics.drop('publish-full')
+            self._log_once(f'{what}-full', '[publish-full] %s queue full; packet dropped', what)
+            return None
+        return packet
+
+    def start_drainer(self, name: str, queue: SendQueue, send: Callable[[Any], Awaitable[None]]) -> None:
+        drainer = Drainer(name, queue, send)
+        drainer.start()
+        self._drainers.append(drainer)
+
+    async def stop_drainers(self) -> None:
+        for drainer in self._drainers:
+            await drainer.stop()
+        self._drainers.clear()

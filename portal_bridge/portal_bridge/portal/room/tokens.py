@@ -17,10 +17,10 @@ import warnings
 
 from livekit import api
 
-__all__ = ['mint_token', 'redact_tokens', 'credentials_from_env', 'ACTIVE_OPERATOR_ATTR', 'ROLE_ATTR']
+from ..protocol import ACTIVE_OPERATOR_ATTR
 
-ROLE_ATTR = 'lk.portal.role'
-ACTIVE_OPERATOR_ATTR = 'lk.portal.active_operator'
+__all__ = ['mint_token', 'redact_tokens', 'credentials_from_env', 'token_for']
+
 DEFAULT_TTL = datetime.timedelta(hours=6)
 
 
@@ -110,3 +110,16 @@ _JWT = re.compile(r'eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+')
 def redact_tokens(text: str) -> str:
     """``text`` with every JWT replaced by ``<token>``: server errors quote the token they refused."""
     return _JWT.sub('<token>', text)
+
+
+def token_for(connect_args: Mapping[str, Optional[str]]) -> str:
+    """The token to join with: the one given to ``connect()``, else one minted from its credentials."""
+    if connect_args.get('token'):
+        return connect_args['token']
+    return mint_token(
+        connect_args['api_key'],
+        connect_args['api_secret'],
+        connect_args['identity'],
+        connect_args['room'],
+        active_operator=connect_args.get('active_operator'),
+    )
