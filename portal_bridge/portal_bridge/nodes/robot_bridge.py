@@ -28,7 +28,7 @@ from portal_bridge_msgs.srv import SetActiveOperator
 from ..commands import COMMAND_INTERFACES, COMMANDS
 from ..control.command_output import CommandOutput
 from ..control.safety import TIMEOUT_POLICIES, ChunkAlignment, CommandSafety, Emit, SafetyState, align_chunk
-from ..portal import AccessPolicy, Action, ActionChunk, Robot, VideoCodec, now_us
+from ..portal import AccessPolicy, Action, ActionChunk, Robot, now_us
 from ..portal.errors import RPC_APPLICATION_ERROR, NotConnected, PointerRefused, PortalError, RpcCallError
 from ..portal.metrics import SampleRing
 from ..ros.diagnostics import ERROR, OK, WARN
@@ -500,7 +500,7 @@ class RobotBridge(BridgeNode):
 
     def _on_compressed(self, spec, msg: CompressedImage) -> None:
         fmt = compressed_format(msg)
-        wanted = {VideoCodec.MJPEG: 'jpeg', VideoCodec.PNG: 'png'}.get(spec.codec)
+        wanted = spec.codec.spec.ros_format  # None: the track's codec is not a CompressedImage format
         try:
             if fmt is not None and fmt == wanted:  # already in the track's codec: forward as is
                 width, height = compressed_size(msg)

@@ -4,6 +4,7 @@ Wire format, schemas and fingerprints, the ``portal.yaml`` contract, the SyncBuf
 and the Robot and Operator roles on top of the ``livekit`` SDK. Usable without ROS.
 """
 
+from .codecs import VideoCodec
 from .errors import (
     AlreadyConnected,
     AmbiguousPeer,
@@ -28,7 +29,7 @@ from .roles.robot import AccessPolicy, Robot
 from .room.session import ConnectionState, now_us
 from .room.tokens import mint_token
 from .sync_buffer import StallPolicy, SyncBuffer
-from .wire.contract import ContractError, VideoCodec, VideoSpec, WireContract
+from .wire.contract import ContractError, VideoSpec, WireContract
 from .wire.dtypes import DType
 from .wire.schema import ChunkSpec, FieldSpec
 

@@ -1,4 +1,6 @@
-"""ROS-side helpers used by the nodes: message conversion (images, joints, stamps), QoS, parameters,
-diagnostics, logging, the thread hand-offs (frame workers, service host), input health, credentials,
-the Fast DDS profile and the launch-file plumbing.
+"""ROS-side helpers of the nodes.
+
+Message conversion (images, joints, stamps), QoS, parameters, diagnostics, logging, the thread
+hand-offs (frame workers, service host), input health, credentials, the Fast DDS profile and the
+launch-file plumbing.
 """

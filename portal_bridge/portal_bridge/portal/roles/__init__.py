@@ -1,4 +1,6 @@
-"""The two Portal roles on top of a room session: the Robot (publishes, gates actions, owns the
-active-operator pointer) and the Operator (synchronizes observations, sends actions), plus the
-action inbox they share and the one module allowed to know the SDK's video internals.
+"""The two Portal roles on top of a room session.
+
+The Robot publishes, gates actions and owns the active-operator pointer; the Operator synchronizes
+observations and sends actions. They share the action inbox; ``sdk_video`` is the one module
+allowed to know the SDK's video internals.
 """

@@ -38,7 +38,6 @@ from ..room.events import Listeners
 from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
 from ..room.session import PortalSession, now_us
 from ..sync_buffer import StallPolicy, SyncBuffer, SyncOutput
-from ..wire.contract import VideoCodec
 from ..wire.frame_video import FrameVideoError, decode_payload, parse_header
 from ..wire.packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
 from .action_inbox import ActionInbox
@@ -366,7 +365,7 @@ class Operator(ActionInbox, PortalSession):
             head, payload = await ring.get()
             body = memoryview(payload)[head.payload_offset :]
             try:
-                if head.codec is VideoCodec.RAW or self._decoder is None:
+                if head.codec.spec.cheap_decode or self._decoder is None:
                     rgb = decode_payload(head.codec, body, head.width, head.height)
                 else:
                     rgb = await loop.run_in_executor(

@@ -47,7 +47,6 @@ from ..room.events import Listeners
 from ..room.rpc import RpcHandler
 from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
 from ..room.session import ATTRIBUTE_WRITE_TIMEOUT_S, PortalSession, now_us
-from ..wire.contract import VideoCodec
 from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
 from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
 from .action_inbox import ActionInbox
@@ -58,13 +57,6 @@ MIN_CAPTURE_GAP_S = 0.001  # between two captures on one WebRTC source (see send
 POINTER_WRITE_TIMEOUT_S = 2.0  # one attribute write; then it is retried
 POINTER_CONFIRM_S = 3.0  # how long a handoff request waits for the room to agree
 
-_RTC_CODECS = {
-    VideoCodec.H264: rtc.VideoCodec.H264,
-    VideoCodec.VP8: rtc.VideoCodec.VP8,
-    VideoCodec.VP9: rtc.VideoCodec.VP9,
-    VideoCodec.AV1: rtc.VideoCodec.AV1,
-    VideoCodec.H265: rtc.VideoCodec.H265,
-}
 _DEGRADATION = {
     name: rtc.TrackPublishOptions.DESCRIPTOR.fields_by_name['degradation_preference']
     .enum_type.values_by_name[f'DEGRADATION_PREFERENCE_{name.upper()}']
@@ -216,7 +208,7 @@ class Robot(ActionInbox, PortalSession):
             source = rtc.VideoSource(640, 480)
             track = rtc.LocalVideoTrack.create_video_track(spec.name, source)
             options = rtc.TrackPublishOptions(
-                video_codec=_RTC_CODECS[spec.codec],
+                video_codec=getattr(rtc.VideoCodec, spec.codec.spec.sdk_codec),
                 simulcast=False,
                 video_encoding=rtc.VideoEncoding(max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps),
                 frame_metadata_features=[rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP],
@@ -341,9 +333,12 @@ class Robot(ActionInbox, PortalSession):
                 raise NotConnected('robot is not connected')
             if width % 2 or height % 2:
                 raise InvalidFrameDimensions(f'WebRTC frames need even dimensions, got {width}x{height}')
-            if spec.codec is VideoCodec.H264 and (width < 16 or height < 16):
-                # OpenH264 drops smaller frames one by one with only a log line; say it once, here.
-                raise InvalidFrameDimensions(f'H264 frames must be at least 16x16, got {width}x{height}')
+            least = spec.codec.spec.min_dimension
+            if width < least or height < least:
+                # e.g. OpenH264 drops smaller frames one by one with only a log line; say it once, here.
+                raise InvalidFrameDimensions(
+                    f'{spec.codec.name} frames must be at least {least}x{least}, got {width}x{height}'
+                )
             if size != width * height * 3:
                 raise WrongFrameSize(f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}')
             if isinstance(data, memoryview) and data.readonly:
@@ -380,8 +375,8 @@ class Robot(ActionInbox, PortalSession):
         against ``width`` and ``height``.
         """
         spec = self.contract.video(track)
-        if spec is None or spec.codec.is_webrtc or spec.codec is VideoCodec.RAW:
-            raise UnknownVideoTrack(f"'{track}' is not a PNG or MJPEG frame-video track of the wire contract")
+        if spec is None or spec.codec.spec.ros_format is None:
+            raise UnknownVideoTrack(f"'{track}' is not a frame-video track of a compressed codec (PNG, MJPEG)")
         queue = self._frame_queues.get(track)
         if queue is None:
             raise NotConnected('robot is not connected')

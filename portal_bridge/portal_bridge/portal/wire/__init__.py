@@ -1,3 +1,4 @@
-"""Portal's bytes: dtypes, schemas and fingerprints, packet layouts, the frame-video header, and the
-``portal.yaml`` wire contract. Pure functions and data; no network, no asyncio.
+"""Portal's bytes: dtypes, schemas, packets, the frame-video header and the wire contract.
+
+Pure functions and data (``portal.yaml`` included); no network, no asyncio.
 """

@@ -12,14 +12,11 @@ Used where WebRTC's lossy I420 path is wrong: depth, small crops, exact pixels f
 from __future__ import annotations
 
 from dataclasses import dataclass
-import io
 import struct
 
-import numpy as np
-from PIL import Image
-
+from ..codecs import CodecDataError, VideoCodec, codec_by_wire_id
 from ..frames import FrameBuffer, rgb_view
-from .contract import DEFAULT_MJPEG_QUALITY, MAX_TRACK_NAME_BYTES, VideoCodec
+from .contract import DEFAULT_MJPEG_QUALITY, MAX_TRACK_NAME_BYTES
 
 __all__ = [
     'FRAME_VIDEO_VERSION',
@@ -35,7 +32,6 @@ __all__ = [
 FRAME_VIDEO_VERSION = 1
 _HEADER = struct.Struct('<BBHHQH')
 _MAX_DIM = 0xFFFF
-_CODEC_BY_ID = {0: VideoCodec.RAW, 1: VideoCodec.PNG, 2: VideoCodec.MJPEG}
 
 
 class FrameVideoError(ValueError):
@@ -61,18 +57,11 @@ class FrameHeader:
 
 
 def encode_payload(codec: VideoCodec, rgb: FrameBuffer, width: int, height: int, quality: int) -> bytes:
-    """Compress packed RGB24 with a frame-video codec."""
-    if codec is VideoCodec.RAW:
-        return rgb.tobytes() if isinstance(rgb, np.ndarray) else bytes(rgb)
-    img = Image.frombuffer('RGB', (width, height), rgb_view(rgb, width, height), 'raw', 'RGB', 0, 1)
-    out = io.BytesIO()
-    if codec is VideoCodec.PNG:
-        img.save(out, format='PNG', compress_level=1)
-    elif codec is VideoCodec.MJPEG:
-        img.save(out, format='JPEG', quality=int(quality))
-    else:
+    """Compress packed RGB24 with a frame-video codec (looked up in the codec registry)."""
+    encode = codec.spec.encode
+    if encode is None:
         raise FrameVideoError('codec', f'{codec.name} is not a frame-video codec')
-    return out.getvalue()
+    return encode(rgb_view(rgb, width, height), quality)
 
 
 def frame_header(name: str, codec: VideoCodec, width: int, height: int, timestamp_us: int) -> bytes:
@@ -114,7 +103,7 @@ def parse_header(payload: bytes) -> FrameHeader:
     version, codec_id, width, height, ts, name_len = _HEADER.unpack_from(payload)
     if version != FRAME_VIDEO_VERSION:
         raise FrameVideoError('bad-payload', f'unsupported frame-video version {version}')
-    codec = _CODEC_BY_ID.get(codec_id)
+    codec = codec_by_wire_id(codec_id)
     if codec is None:
         raise FrameVideoError('bad-payload', f'unknown frame-video codec id {codec_id}')
     if name_len > MAX_TRACK_NAME_BYTES:
@@ -133,24 +122,12 @@ def decode_payload(codec: VideoCodec, data: bytes, width: int, height: int) -> b
     """Decompress to packed RGB24; FrameVideoError('decode-failed') on errors or size mismatch."""
     if width == 0 or height == 0:
         raise FrameVideoError('decode-failed', f'zero frame dimension {width}x{height}')
-    if codec is VideoCodec.RAW:
-        if len(data) != width * height * 3:
-            raise FrameVideoError(
-                'decode-failed',
-                f'RAW payload is {len(data)} bytes, {width}x{height} needs {width * height * 3}',
-            )
-        return bytes(data)
+    decode = codec.spec.decode
+    if decode is None:
+        raise FrameVideoError('decode-failed', f'{codec.name} is not a frame-video codec')
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            expected = 'PNG' if codec is VideoCodec.PNG else 'JPEG'
-            if img.format != expected:
-                raise FrameVideoError('decode-failed', f'payload is {img.format}, expected {expected}')
-            if img.size != (width, height):
-                raise FrameVideoError(
-                    'decode-failed', f'decoded {img.size[0]}x{img.size[1]}, header says {width}x{height}'
-                )
-            return img.convert('RGB').tobytes()
-    except FrameVideoError:
-        raise
+        return decode(data, width, height)
+    except CodecDataError as exc:
+        raise FrameVideoError('decode-failed', str(exc)) from None
     except Exception as exc:  # Pillow raises many types on corrupt data
         raise FrameVideoError('decode-failed', f'{codec.name} decode failed: {exc}') from None
