@@ -153,7 +153,7 @@ def test_no_other_file_imports_sdk_internals():
 @pytest.mark.livekit
 @async_test()
 async def test_the_deeper_native_queue_is_accepted_and_frames_flow(livekit_server, room_name, monkeypatch, caplog):
-    from portal_bridge.portal.roles import operator as operator_module
+    from portal_bridge.portal.roles import video_in as operator_module
 
     streams = []
 

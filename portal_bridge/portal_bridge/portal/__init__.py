@@ -24,8 +24,9 @@ from .errors import (
 from .frames import VideoFrame
 from .metrics import PortalMetrics
 from .records import Action, ActionChunk, Observation, State
+from .roles.access import AccessPolicy
 from .roles.operator import Operator
-from .roles.robot import AccessPolicy, Robot
+from .roles.robot import Robot
 from .room.session import ConnectionState, now_us
 from .room.tokens import mint_token
 from .sync_buffer import StallPolicy, SyncBuffer

@@ -11,8 +11,6 @@ receiver (K3).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 import logging
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -38,49 +36,14 @@ from ..room.events import Listeners
 from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
 from ..room.session import PortalSession, now_us
 from ..sync_buffer import StallPolicy, SyncBuffer, SyncOutput
-from ..wire.frame_video import FrameVideoError, decode_payload, parse_header
 from ..wire.packets import EXECUTED_ACTION, PacketError, StateCodec, decode_executed
 from .action_inbox import ActionInbox
-from .sdk_video import open_video_stream
+from .video_in import VideoReceiver
 
-__all__ = ['Operator', 'RECEIVE_RING']
+__all__ = ['Operator']
 
-# Frame queues on the receive path; beyond its depth each drops the oldest frame and counts it
-# ('recv-overflow'). A WebRTC track's frames come from an rtc.VideoStream whose own queue is
-# unbounded (it drops silently when bounded); our reader drains it at once into WEBRTC_RING, the
-# one bound between the SDK and processing. A retransmission stall on a lossy link holds every
-# later frame back and then releases them at once (5-10 at 30 fps), so it takes a whole burst;
-# under sustained overload it is full, and each slot can be a 2.7 MB 720p frame.
-RECEIVE_RING = 4  # frame-video payloads between the data stream and decoding (about 130 ms at 30 fps)
-WEBRTC_RING = 16  # decoded WebRTC frames between the SDK's stream and processing (about 0.5 s)
-_RECV_OVERFLOW_LOG_S = 5.0
 _ROBOT_POLL_S = 0.05
-_UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
 _ROBOT_POLL_TRIES = 30
-
-
-class _FrameRing:
-    """Drop-oldest ring between a receive task and its processing task."""
-
-    def __init__(self, capacity: int) -> None:
-        self.items: deque = deque()
-        self.capacity = capacity
-        self.event = asyncio.Event()
-
-    def put(self, item: Any) -> bool:
-        """Append; False if the oldest item had to be dropped to make room."""
-        dropped = len(self.items) >= self.capacity
-        if dropped:
-            self.items.popleft()
-        self.items.append(item)
-        self.event.set()
-        return not dropped
-
-    async def get(self) -> Any:
-        while not self.items:
-            self.event.clear()
-            await self.event.wait()
-        return self.items.popleft()
 
 
 class Operator(ActionInbox, PortalSession):
@@ -95,15 +58,10 @@ class Operator(ActionInbox, PortalSession):
         self.stall_policy = stall_policy
         self._state_codec = StateCodec(c.state)
         self._action_fields = {f.name: f for f in c.action}
-        self._webrtc_names = {v.name for v in c.webrtc_videos}
         self._sync = self._new_sync_buffer()
         self._action_queue: Optional[SendQueue[bytes]] = None
         self._chunk_queues: dict[str, SendQueue[bytes]] = {}
-        self._frame_rings: dict[str, _FrameRing] = {}
-        self._consumers: dict[tuple[str, str], asyncio.Task] = {}
         self._robot_echoes = False
-        self._decoder: Optional[ThreadPoolExecutor] = None
-        self._overflow_logged_at: dict[str, float] = {}
         self._latest_state: Optional[State] = None
         self._latest_observation: Optional[Observation] = None
         self._latest_frames: dict[str, VideoFrame] = {}
@@ -111,6 +69,7 @@ class Operator(ActionInbox, PortalSession):
         self._observation_listeners = Listeners('observation', self._tasks)
         self._drop_listeners = Listeners('drop', self._tasks)
         self._frame_listeners = Listeners('video-frame', self._tasks)  # keyed by track name
+        self._video = VideoReceiver(self)
 
     def _new_sync_buffer(self) -> SyncBuffer:
         c = self.contract
@@ -153,7 +112,7 @@ class Operator(ActionInbox, PortalSession):
         return handlers
 
     def _stream_handlers(self):
-        handlers = {TOPIC_FRAME_VIDEO: self._on_frame_stream}
+        handlers = {TOPIC_FRAME_VIDEO: self._video.on_frame_stream}
         if self.contract.action_subscription:
             handlers[TOPIC_ACTION_CHUNK] = self._on_chunk_stream
             handlers[TOPIC_EXECUTED_CHUNK] = self._on_executed
@@ -191,12 +150,7 @@ class Operator(ActionInbox, PortalSession):
             queue: SendQueue[bytes] = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
             self._chunk_queues[name] = queue
             self._outbox.start_drainer(f'chunk-{name}', queue, self._chunk_sender(name))
-        if self.contract.frame_videos:
-            self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix='portal-decode')
-        for spec in self.contract.frame_videos:
-            ring = _FrameRing(RECEIVE_RING)
-            self._frame_rings[spec.name] = ring
-            self._tasks.spawn(self._process_frame_video(spec.name, ring), f'frame-video-{spec.name}')
+        self._video.start()
         if self.stall_policy is not None:
             self._tasks.spawn(self._stall_watch(), 'stall-watch')
 
@@ -211,10 +165,7 @@ class Operator(ActionInbox, PortalSession):
         await self._outbox.stop_drainers()
         self._action_queue = None
         self._chunk_queues.clear()
-        self._frame_rings.clear()
-        if self._decoder is not None:
-            self._decoder.shutdown(wait=False, cancel_futures=True)
-            self._decoder = None
+        self._video.stop()
         self._state_codec.reset()
         if self._action_codec is not None:
             self._action_codec.reset()
@@ -261,123 +212,12 @@ class Operator(ActionInbox, PortalSession):
         self._state_listeners.emit(state)
         self._dispatch(self._sync.push_state(ts, state))
 
-    # -- receive: WebRTC video --------------------------------------------------------------------
     def _on_track_subscribed(self, track, publication, participant) -> None:
-        if track.kind != rtc.TrackKind.KIND_VIDEO or track.name not in self._webrtc_names:
-            return
-        key = (participant.identity, track.sid)
-        if key in self._consumers:
-            return
-        self.log.info("[%s] subscribed to video track '%s' of '%s'", self.label, track.name, participant.identity)
-        task = self._tasks.spawn(self._consume_video(track, track.name, participant.identity), f'video-{track.name}')
-        self._consumers[key] = task
-        task.add_done_callback(lambda _t: self._consumers.pop(key, None))
-
-    async def _consume_video(self, track: rtc.Track, name: str, publisher: str) -> None:
-        ring = _FrameRing(WEBRTC_RING)
-        processor = self._tasks.spawn(self._process_webrtc(name, ring), f'video-process-{name}')
-        # The stream's own queue is unbounded; this loop drains it without yielding (its get does
-        # not suspend while frames wait), so frames wait and are dropped, counted, only in `ring`.
-        stream = open_video_stream(track, format=rtc.VideoBufferType.RGB24)
-        m = self._metrics
-        untimed = 0
-        try:
-            async for event in stream:
-                if publisher != self._roster.robot_identity:
-                    self._from_robot(publisher, f"video track '{name}'")
-                    continue
-                meta = event.metadata
-                if meta is None or not meta.HasField('user_timestamp'):
-                    m.drop('no-timestamp')
-                    untimed += 1
-                    if untimed == _UNTIMED_WARN_AFTER:  # the first frames of a track may precede the trailer
-                        self._log_once(
-                            f'no-ts-{name}',
-                            "[bad-payload] frames on track '%s' carry no user_timestamp trailer; dropped "
-                            '(the publisher must enable the user_timestamp frame metadata)',
-                            name,
-                        )
-                    continue
-                f = event.frame
-                frame = VideoFrame(f.width, f.height, f.data, meta.user_timestamp)
-                m.frame_received(name, frame.timestamp_us, now_us())
-                self._latest_frames[name] = frame
-                if not ring.put(frame):
-                    self._recv_overflow(name)
-        finally:
-            processor.cancel()
-            try:
-                await stream.aclose()
-            except Exception:
-                pass
-
-    def _recv_overflow(self, name: str) -> None:
-        self._metrics.drop('recv-overflow')
-        now = time.monotonic()
-        if now - self._overflow_logged_at.get(name, -1e9) >= _RECV_OVERFLOW_LOG_S:
-            self._overflow_logged_at[name] = now
-            self.log.warning("[recv-overflow] processing of track '%s' falls behind; dropped the oldest frame", name)
-
-    async def _process_webrtc(self, name: str, ring: _FrameRing) -> None:
-        while True:
-            self._frame_ready(name, await ring.get())
+        self._video.on_track_subscribed(track, participant)
 
     def _frame_ready(self, name: str, frame: VideoFrame) -> None:
         self._frame_listeners.emit(name, frame, key=name)
         self._dispatch(self._sync.push_frame(name, frame.timestamp_us, frame))
-
-    # -- receive: frame video ---------------------------------------------------------------------
-    def _on_frame_stream(self, payload: bytes, sender: str) -> None:
-        if not self._from_robot(sender, 'frame video'):
-            return
-        try:
-            head = parse_header(payload)
-        except FrameVideoError as exc:
-            self._count_packet_error(exc, 'frame video', sender)
-            return
-        spec = self.contract.video(head.name)
-        ring = self._frame_rings.get(head.name)
-        if spec is None or ring is None:
-            self._metrics.drop('unknown-track')
-            self._log_once(
-                f'unknown-track-{head.name}',
-                "[unknown-track] frame for undeclared track '%s' dropped",
-                head.name,
-            )
-            return
-        if head.codec is not spec.codec:
-            self._metrics.drop('codec-mismatch')
-            self._log_once(
-                f'codec-{head.name}',
-                "[codec-mismatch] track '%s' declared %s, frame is %s; dropped",
-                head.name,
-                spec.codec.name,
-                head.codec.name,
-            )
-            return
-        if not ring.put((head, payload)):
-            self._recv_overflow(head.name)
-
-    async def _process_frame_video(self, name: str, ring: _FrameRing) -> None:
-        """Decode one track's frames in arrival order (PNG/MJPEG off the event loop)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            head, payload = await ring.get()
-            body = memoryview(payload)[head.payload_offset :]
-            try:
-                if head.codec.spec.cheap_decode or self._decoder is None:
-                    rgb = decode_payload(head.codec, body, head.width, head.height)
-                else:
-                    rgb = await loop.run_in_executor(
-                        self._decoder, decode_payload, head.codec, bytes(body), head.width, head.height
-                    )
-            except FrameVideoError as exc:
-                self._count_packet_error(exc, f"frame on track '{name}'", self._roster.robot_identity or '')
-                continue
-            frame = VideoFrame(head.width, head.height, rgb, head.timestamp_us)
-            self._metrics.frame_received(name, frame.timestamp_us, now_us(), nbytes=len(payload))
-            self._latest_frames[name] = frame
-            self._frame_ready(name, frame)
 
     # -- sync output ------------------------------------------------------------------------------
     def _dispatch(self, out: SyncOutput) -> None:

@@ -8,8 +8,6 @@ policy anyone in the room may set it, as in Portal.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 import logging
 import threading
 import time
@@ -49,13 +47,13 @@ from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQue
 from ..room.session import ATTRIBUTE_WRITE_TIMEOUT_S, PortalSession, now_us
 from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
 from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
+from .access import AccessPolicy
 from .action_inbox import ActionInbox
+from .pointer import POINTER_CONFIRM_S, PointerWriter
 
 __all__ = ['AccessPolicy', 'POINTER_CONFIRM_S', 'Robot']
 
 MIN_CAPTURE_GAP_S = 0.001  # between two captures on one WebRTC source (see send_video_frame)
-POINTER_WRITE_TIMEOUT_S = 2.0  # one attribute write; then it is retried
-POINTER_CONFIRM_S = 3.0  # how long a handoff request waits for the room to agree
 
 _DEGRADATION = {
     name: rtc.TrackPublishOptions.DESCRIPTOR.fields_by_name['degradation_preference']
@@ -64,47 +62,6 @@ _DEGRADATION = {
     for name in ('maintain_framerate_and_resolution', 'maintain_framerate', 'maintain_resolution', 'balanced')
 }
 _log = logging.getLogger('portal_bridge.portal.roles.robot')
-
-
-@dataclass(frozen=True)
-class AccessPolicy:
-    """Who may change the active operator through ``portal.set_active_operator``.
-
-    With both sets empty anyone may set any identity (livekit-portal's behaviour). Otherwise:
-
-    * a non-empty target must be in ``allowed_operators`` (when that set is not empty);
-    * supervisors may assign or clear control without being allowed to drive themselves;
-    * an allowed operator may claim control for itself, and the active operator may hand off
-      or release; nobody else may change the pointer.
-    """
-
-    allowed_operators: frozenset[str] = frozenset()
-    supervisors: frozenset[str] = frozenset()
-
-    @property
-    def open(self) -> bool:
-        return not self.allowed_operators and not self.supervisors
-
-    def may_drive(self, identity: Optional[str]) -> bool:
-        return identity is None or not self.allowed_operators or identity in self.allowed_operators
-
-    def check(self, caller: str, requested: Optional[str], current: Optional[str]) -> Optional[str]:
-        """Return why ``caller`` may not set the pointer to ``requested``, or None if it may."""
-        if self.open:
-            return None
-        if not self.may_drive(requested):
-            return f"'{requested}' is not in allowed_operators"
-        if caller in self.supervisors:
-            return None
-        if self.allowed_operators and caller not in self.allowed_operators:
-            return f"'{caller}' is neither an allowed operator nor a supervisor"
-        if not self.allowed_operators and requested not in (None, caller):
-            return f"'{caller}' is not a supervisor and may only claim control for itself"
-        if requested == caller or current == caller:
-            return None
-        if requested is None:
-            return f"only the active operator ('{current}') or a supervisor may release control"
-        return f"only the active operator ('{current}') or a supervisor may hand control to '{requested}'"
 
 
 class Robot(ActionInbox, PortalSession):
@@ -145,9 +102,9 @@ class Robot(ActionInbox, PortalSession):
         self._capture_locks = {spec.name: threading.Lock() for spec in self.contract.webrtc_videos}
         self._last_capture = {spec.name: 0.0 for spec in self.contract.webrtc_videos}
         self._lockout: Optional[str] = None
-        self._attr_confirmed: Optional[str] = None  # the pointer value the room last acknowledged
-        self._pointer_writer: Optional[asyncio.Task] = None
-        self._pointer_synced = asyncio.Event()
+        self._pointer = PointerWriter(
+            lambda: self._room, lambda: self._active, self._metrics, self._tasks, self._log_once, self.label
+        )
 
     # -- setup ------------------------------------------------------------------------------------
     def _builtin_rpc(self) -> dict[str, RpcHandler]:
@@ -170,9 +127,9 @@ class Robot(ActionInbox, PortalSession):
         return attrs
 
     def _on_reconnected(self) -> None:
-        self._attr_confirmed = None  # the server may have lost it: write it again
+        self._pointer.forget()  # the server may have lost it: write it again
         super()._on_reconnected()
-        self._kick_pointer_writer()
+        self._pointer.kick()
 
     def _accepted(self, kind: int, sender: str, payload: bytes) -> None:
         queue = self._executed_queue if kind == EXECUTED_ACTION else self._executed_chunk_queue
@@ -194,7 +151,7 @@ class Robot(ActionInbox, PortalSession):
             self._outbox.start_drainer(
                 'executed-chunks', self._executed_chunk_queue, self._stream_sender(TOPIC_EXECUTED_CHUNK, 'executed')
             )
-        self._attr_confirmed = lp.attributes.get(ACTIVE_OPERATOR_ATTR, '')
+        self._pointer.seen(lp.attributes.get(ACTIVE_OPERATOR_ATTR, ''))
         if self._active is None and self._lockout is None:  # else kept across an automatic reconnect
             seed = lp.attributes.get(ACTIVE_OPERATOR_ATTR) or None
             if seed is not None and not self.access.may_drive(seed):
@@ -203,7 +160,7 @@ class Robot(ActionInbox, PortalSession):
                 )
                 seed = None
             self._update_active(seed)
-        self._kick_pointer_writer()
+        self._pointer.kick()
         for spec in self.contract.webrtc_videos:
             source = rtc.VideoSource(640, 480)
             track = rtc.LocalVideoTrack.create_video_track(spec.name, source)
@@ -260,10 +217,7 @@ class Robot(ActionInbox, PortalSession):
         return send
 
     async def _teardown_role(self) -> None:
-        writer, self._pointer_writer = self._pointer_writer, None
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-        self._attr_confirmed = None
+        self._pointer.stop()
         await self._outbox.stop_drainers()
         self._state_queue = None
         self._executed_queue = None
@@ -421,7 +375,7 @@ class Robot(ActionInbox, PortalSession):
         if identity is not None and self._lockout is not None:
             raise PointerRefused(f'refused: {self._lockout}')
         self._update_active(identity)
-        return await self._confirm_pointer(confirm_timeout)
+        return await self._pointer.confirm(confirm_timeout)
 
     def lock_out(self, reason: str) -> None:
         """Close the gate at once and refuse every handoff until :meth:`lift_lockout`; any thread.
@@ -448,7 +402,7 @@ class Robot(ActionInbox, PortalSession):
 
     def pointer_confirmed(self) -> bool:
         """Whether the room's attribute carries the gate's current pointer."""
-        return self._attr_confirmed == (self._active or '')
+        return self._pointer.confirmed()
 
     def _release_for_lockout(self) -> None:
         if self._room is not None:
@@ -462,61 +416,7 @@ class Robot(ActionInbox, PortalSession):
 
     def _update_active(self, identity: Optional[str]) -> None:
         super()._update_active(identity)
-        self._kick_pointer_writer()
-
-    def _kick_pointer_writer(self) -> None:
-        if self._room is None or self.pointer_confirmed():
-            return
-        task = self._pointer_writer
-        if task is None or task.done():
-            self._pointer_writer = self._tasks.spawn(self._write_pointer(), 'pointer-writer')
-
-    async def _write_pointer(self) -> None:
-        delay = 0.1
-        while True:
-            room = self._room
-            want = self._active or ''
-            if room is None or self._attr_confirmed == want:
-                self._pointer_synced.set()
-                return
-            self._pointer_synced.clear()
-            try:
-                await write_attributes(room.local_participant, {ACTIVE_OPERATOR_ATTR: want}, POINTER_WRITE_TIMEOUT_S)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._metrics.drop('pointer-write-retry')
-                self._log_once(
-                    'pointer-write-retry',
-                    "[%s] writing active operator '%s' to the room failed (%s); the gate already uses it, "
-                    'retrying until the room agrees',
-                    self.label,
-                    want,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if room is self._room:
-                self._attr_confirmed = want
-
-    async def _confirm_pointer(self, timeout: float) -> bool:
-        self._kick_pointer_writer()
-        if self.pointer_confirmed():
-            return True
-        try:
-            await asyncio.wait_for(self._pointer_synced_for(self._active or ''), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    async def _pointer_synced_for(self, want: str) -> None:
-        while self._attr_confirmed != want:
-            if (self._active or '') != want:
-                return  # superseded by a newer change: the caller's value is no longer wanted
-            self._pointer_synced.clear()
-            self._kick_pointer_writer()
-            await self._pointer_synced.wait()
+        self._pointer.kick()
 
     async def _rpc_set_active_operator(self, data: rtc.RpcInvocationData) -> str:
         requested = data.payload or None
@@ -539,7 +439,7 @@ class Robot(ActionInbox, PortalSession):
             raise rtc.RpcError(SET_ACTIVE_OPERATOR_REFUSED, f'not authorized: {reason}')
         # Checked and changed with no await in between: no other request can slip in.
         self._update_active(requested)
-        await self._confirm_pointer(POINTER_CONFIRM_S)
+        await self._pointer.confirm(POINTER_CONFIRM_S)
         return ''
 
     def _default_destination(self) -> str:
