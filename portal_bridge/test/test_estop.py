@@ -92,16 +92,25 @@ def operators():
         o.close()
 
 
-def publish_measured(world, stop: threading.Event) -> None:
-    """joint_states at 50 Hz with fixed positions, as a joint_state_broadcaster would."""
+@pytest.fixture
+def measured_joints(world):
+    """joint_states at 50 Hz with fixed positions, as a joint_state_broadcaster would.
+
+    Stopped and joined before the world's nodes are destroyed, pass or fail.
+    """
     pub = world.robot_side.node('broadcaster').create_publisher(JointState, 'joint_states', 10)
+    stop = threading.Event()
 
     def run():
         while not stop.is_set():
             pub.publish(JointState(name=list(MEASURED), position=list(MEASURED.values())))
             stop.wait(0.02)
 
-    threading.Thread(target=run, daemon=True).start()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(2)
 
 
 def is_motion(command_type: str, msg) -> bool:
@@ -123,7 +132,9 @@ def is_motion(command_type: str, msg) -> bool:
         ('joint_trajectory', 'zero'),
     ],
 )
-def test_estop_sends_one_safe_command_while_operator_keeps_streaming(world, operators, command_type, on_timeout):
+def test_estop_sends_one_safe_command_while_operator_keeps_streaming(
+    world, measured_joints, operators, command_type, on_timeout
+):
     contract = world.contract(BASE if command_type == 'twist' else ARM)
     topic = TOPICS[command_type]
     robot = world.robot_bridge(
@@ -134,8 +145,6 @@ def test_estop_sends_one_safe_command_while_operator_keeps_streaming(world, oper
         action_timeout_ms=5000,
         allowed_operators=['pilot'],
     )
-    stop = threading.Event()
-    publish_measured(world, stop)
     got = world.robot_side.collect(MESSAGES[command_type], topic)
     estopped = world.robot_side.collect(Bool, '/robot_bridge/emergency_stopped', LATCHED)
     pilot = PortalOperator(world, contract, 'pilot')
@@ -194,7 +203,6 @@ def test_estop_sends_one_safe_command_while_operator_keeps_streaming(world, oper
     assert not again.success and 'no emergency stop' in again.message
     pilot.claim()
     wait_for_sync(lambda: any(is_motion(command_type, m) for m in got[n1:]), 5, what='driving again after reset')
-    stop.set()
 
 
 def test_hold_is_refused_for_twist_at_startup(world):

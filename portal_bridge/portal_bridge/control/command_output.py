@@ -1,6 +1,6 @@
 """The robot's command output: the safety state machine, its lock, its clock thread.
 
-:class:`CommandOutput` wraps :class:`~portal_bridge.safety.CommandSafety` for a node. Events
+:class:`CommandOutput` wraps :class:`~portal_bridge.control.safety.CommandSafety` for a node. Events
 come from three threads (actions and operator changes on the LiveKit thread, e-stop and reset
 on the safety service thread, clock ticks on this module's own thread); each is applied and its
 output published under one lock, so what reaches the controller is always in the order the
@@ -29,7 +29,7 @@ _log = logging.getLogger('portal_bridge.control.command_output')
 class CommandOutput:
     """Serialises :class:`CommandSafety` events and publishes their output.
 
-    ``publish(emit)`` turns an :class:`~portal_bridge.safety.Emit` into a message and sends it;
+    ``publish(emit)`` turns an :class:`~portal_bridge.control.safety.Emit` into a message and sends it;
     it runs under the lock, so it must be quick (an rclpy publish is). An exception in it is
     logged and counted, never propagated into the clock thread.
     """

@@ -22,7 +22,7 @@ _CHUNK_STREAM_SLACK = 1024 * 1024
 
 
 class ActionInbox:
-    """Mixin for :class:`~portal_bridge.portal.session.PortalSession` roles that take actions."""
+    """Mixin for :class:`~portal_bridge.portal.room.session.PortalSession` roles that take actions."""
 
     def _init_inbox(self) -> None:
         c = self.contract

@@ -377,14 +377,21 @@ class Robot(ActionInbox, PortalSession):
         self._update_active(identity)
         return await self._pointer.confirm(confirm_timeout)
 
-    def lock_out(self, reason: str) -> None:
+    def lock_out(self, reason: str, *, release: bool = True) -> None:
         """Close the gate at once and refuse every handoff until :meth:`lift_lockout`; any thread.
 
         For an emergency stop: from the moment this returns no action or chunk passes the gate
-        (whatever the loop thread is doing), the pointer is cleared on the loop as soon as it
-        runs, and ``portal.set_active_operator`` answers "refused" with ``reason``.
+        (whatever the loop thread is doing), and ``portal.set_active_operator`` answers "refused"
+        with ``reason``. The pointer is cleared on the loop as soon as it runs; with
+        ``release=False`` the caller does that later with :meth:`release_pointer` (after it has
+        put its own output in a safe state, so the operator change cannot reach it first).
         """
         self._lockout = reason
+        if release:
+            self.release_pointer()
+
+    def release_pointer(self) -> None:
+        """Clear the active operator on the loop (any thread); nothing if the loop is gone."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:

@@ -1,0 +1,98 @@
+"""robot_bridge's /diagnostics tasks: transport, policy, gate, safety, conversion."""
+
+from __future__ import annotations
+
+from ..control.safety import SafetyState
+from ..ros.diagnostics import ERROR, OK, WARN
+
+__all__ = ['RobotDiagnostics']
+
+# Counters that are not bad input: control-plane events, and values changed to fit (clamped).
+_BENIGN = frozenset(
+    {'not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator', 'chunk_rows_skipped'}
+)
+_ADJUSTED = frozenset({'limit_clamped', 'odd_size_cropped', 'zero_stamp'})
+
+
+class RobotDiagnostics:
+    """Diagnostics tasks of robot_bridge. Mixed into RobotBridge, whose attributes it uses."""
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _diag_transport(self):
+        t = self.robot.metrics().transport
+        rates = self.rates('frames', t.frames_sent)
+        values = {f'{k}.fps': v for k, v in rates.items()}
+        values.update({f'{k}.frames_sent': v for k, v in t.frames_sent.items()})
+        values.update({f'{k}.dropped_publisher_full': v for k, v in t.frames_dropped_publisher_full.items()})
+        values.update(
+            states_sent=t.states_sent,
+            states_skipped_rate=self.states_skipped,
+            actions_received=t.actions_received,
+            action_chunks_received=t.action_chunks_received,
+            action_jitter_us=t.action_jitter_us,
+        )
+        values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
+        return OK, f'{t.states_sent} states sent', values
+
+    def _diag_policy(self):
+        p = self.robot.metrics().policy
+        values = {
+            'e2e_us_p50': p.e2e_us_p50,
+            'e2e_us_p95': p.e2e_us_p95,
+            'correlated_received': p.correlated_received,
+        }
+        msg = 'no correlated actions' if p.e2e_us_p50 is None else f'e2e p50 {p.e2e_us_p50 / 1000:.1f} ms'
+        return OK, msg, values
+
+    def _diag_gate(self):
+        t = self.robot.metrics().transport
+        active = self.robot.active_operator()
+        values = {
+            'active_operator': active or '',
+            'actions_accepted': t.actions_received + t.action_chunks_received,
+            'actions_dropped': t.dropped.get('gate', 0),
+            'handoff_refused': t.dropped.get('handoff-refused', 0),
+            'commands_published': self._commands_published,
+            'allowed_operators': sorted(self.robot.access.allowed_operators),
+        }
+        return OK, f'active operator: {active or "(none)"}', values
+
+    def _diag_safety(self):
+        sm = self.safety
+        p50, p99 = self.output.lateness.percentiles(0.5, 0.99)
+        values = {
+            'state': sm.state.value,
+            'emergency_stopped': sm.estopped,
+            'reason': sm.reason,
+            'trips': sm.trips,
+            'tripped': sm.tripped,
+            'estops': sm.estops,
+            'on_timeout': sm.on_timeout,
+            'action_timeout_ms': self.action_timeout_ms,
+            'chunk_rows_skipped_stale': self.counts().get('chunk_rows_skipped', 0),
+            'chunk_rows_skipped_late_tick': sm.rows_skipped,
+            'tick_lateness_us_p50': p50,
+            'tick_lateness_us_p99': p99,
+        }
+        if sm.estopped:
+            return ERROR, f'EMERGENCY STOP latched: {sm.estop_reason}', values
+        if sm.tripped:
+            return WARN, sm.reason, values
+        if sm.state is SafetyState.DRIVING:
+            return OK, 'actions flowing', values
+        return OK, 'no active operator' if self.robot.active_operator() is None else 'waiting for actions', values
+
+    def _diag_conversion(self):
+        """WARN for inputs dropped as bad; values changed to fit (clamped) are counted but are not an error."""
+        counts = self.counts()
+        adjusted = {k: v for k, v in counts.items() if k in _ADJUSTED}
+        rejected = {k: v for k, v in counts.items() if k not in _BENIGN and k not in _ADJUSTED}
+        level = WARN if rejected else OK
+        if counts.get('connect_failed') and not self.robot.is_connected:
+            level = ERROR
+        parts = []
+        if rejected:
+            parts.append(f'{sum(rejected.values())} inputs rejected ({", ".join(sorted(rejected))})')
+        if adjusted:
+            parts.append(f'{sum(adjusted.values())} adjusted ({", ".join(sorted(adjusted))})')
+        return level, '; '.join(parts) or 'no conversion errors', counts

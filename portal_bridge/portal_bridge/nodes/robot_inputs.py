@@ -1,0 +1,185 @@
+"""robot_bridge's inputs: cameras and joint_states in, Portal video and state out.
+
+Part of :class:`~.robot_bridge.RobotBridge`. Camera messages are handed to one
+:class:`~..ros.frame_worker.FrameWorker` per camera (conversion off the executor thread); joint
+states are forwarded at ``state_rate_hz`` and every one of them updates the measured positions the
+emergency stop of a position output stops at. Input health (publishers, message age) is checked
+once a second and reported in the ``inputs`` diagnostics task.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from ..portal import now_us
+from ..portal.errors import NotConnected, PortalError
+from ..ros.diagnostics import ERROR, OK, WARN
+from ..ros.frame_worker import FrameWorker
+from ..ros.images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
+from ..ros.input_health import summary as input_summary
+from ..ros.qos import incompatible_qos_callbacks, subscription_qos
+from ..ros.stamps import stamp_to_us
+
+__all__ = ['RobotInputs']
+
+_INPUT_GRACE_S = 2.0  # discovery of the publishers takes a moment
+
+
+class RobotInputs:
+    """Subscriptions, conversion and input health of robot_bridge. Mixed into RobotBridge, whose attributes it uses."""
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _subscribe_inputs(self) -> None:
+        events = incompatible_qos_callbacks(
+            lambda e: self.count('incompatible_qos', 'a publisher offers incompatible QoS')
+        )
+        qos = subscription_qos(self, self.joint_states_topic, self.qos_mode)
+        self.inputs.add('joint_states', self.resolve_topic_name(self.joint_states_topic))
+        self.create_subscription(
+            JointState, self.joint_states_topic, self.guarded(self._on_joint_state), qos, event_callbacks=events
+        )
+        for spec in self.contract.videos:
+            topic = self.param(
+                f'cameras.{spec.name}.topic',
+                f'/{spec.name}/image_raw',
+                f"Input of video track '{spec.name}'.",
+            )
+            transport = self.param(
+                f'cameras.{spec.name}.transport',
+                'raw',
+                'raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage.',
+            )
+            if transport not in ('raw', 'compressed'):
+                raise SystemExit(
+                    self._fatal(f"cameras.{spec.name}.transport must be raw or compressed, got '{transport}'")
+                )
+            qos = subscription_qos(self, topic, self.qos_mode)
+            msg_type = Image if transport == 'raw' else CompressedImage
+            handler = self._on_image if transport == 'raw' else self._on_compressed
+            worker = FrameWorker(
+                spec.name,
+                lambda msg, s=spec, h=handler: h(s, msg),
+                on_drop=lambda n=spec.name: self.count(
+                    'frames_behind', f"camera '{n}': conversion fell behind the camera; dropping the oldest frame"
+                ),
+                on_error=lambda exc, n=spec.name: self.count(
+                    'internal_error', f"camera '{n}': frame handling failed: {exc!r}"
+                ),
+            )
+            self._workers.append(worker)
+            name = f'camera {spec.name}'
+            self.inputs.add(name, self.resolve_topic_name(topic))
+
+            def on_frame(msg, n=name, w=worker) -> None:
+                self.inputs.seen(n, time.monotonic())
+                w.submit(msg)
+
+            self.create_subscription(msg_type, topic, on_frame, qos, event_callbacks=events)
+            self.get_logger().info(f"video track '{spec.name}' ({spec.codec.name}) <- {topic} ({transport})")
+
+    def _stamp(self, header) -> int:
+        ts = stamp_to_us(header.stamp)
+        if ts == 0:
+            self.count('zero_stamp', 'a message has a zero header.stamp; using the receive time')
+            return now_us()
+        return ts
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self.inputs.seen('joint_states', time.monotonic())
+        # Every message, even one not forwarded: the e-stop of a position output stops here.
+        self._measured.update(zip(msg.name, msg.position))
+        if self.state_rate_hz > 0:
+            # Forward at exactly state_rate_hz on average (phase kept, no burst after a gap): a state
+            # rate even a little above the frame rate leaves states without frames to pair with.
+            now = time.monotonic()
+            if now < self._next_state_due:
+                self.states_skipped += 1
+                return
+            period = 1.0 / self.state_rate_hz
+            self._next_state_due = max(self._next_state_due + period, now - period / 2)
+        start = time.perf_counter_ns()
+        values, missing = self.state_map.extract(msg)
+        if missing:
+            self.count(
+                'missing_joints',
+                f'joint_states lacks joints for state fields {missing}; their last values are kept',
+            )
+        if not values:
+            return
+        stamp = self._stamp(msg.header)
+        self.latency['state_delivery'].add(now_us() - stamp)
+        self._send(lambda: self.robot.send_state(values, stamp, check_types=False))
+        self.latency['state_bridge'].add((time.perf_counter_ns() - start) // 1000)
+
+    def _send(self, send) -> None:
+        try:
+            send()
+        except NotConnected:
+            self.count('not_connected')
+        except PortalError as exc:
+            self.count(type(exc).__name__, f'cannot send: {exc}')
+
+    def _on_image(self, spec, msg: Image) -> None:
+        start = time.perf_counter_ns()
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageConversionError as exc:
+            self.count(exc.reason, f"camera '{spec.name}': {exc}")
+            return
+        if spec.codec.is_webrtc and (rgb.shape[0] % 2 or rgb.shape[1] % 2):
+            self.count(
+                'odd_size_cropped',
+                f"camera '{spec.name}': {rgb.shape[1]}x{rgb.shape[0]} cropped to even size",
+            )
+            rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
+        stamp = self._stamp(msg.header)
+        self.latency['frame_delivery'].add(now_us() - stamp)
+        converted = time.perf_counter_ns()
+        self._send(lambda: self.robot.send_video_frame(spec.name, rgb, timestamp_us=stamp))
+        # bridge = our conversion; codec = the SDK's RGB->I420 capture, or JPEG/PNG encoding
+        self.latency['frame_bridge'].add((converted - start) // 1000)
+        self.latency['frame_codec'].add((time.perf_counter_ns() - converted) // 1000)
+
+    def _on_compressed(self, spec, msg: CompressedImage) -> None:
+        fmt = compressed_format(msg)
+        wanted = spec.codec.spec.ros_format  # None: the track's codec is not a CompressedImage format
+        try:
+            if fmt is not None and fmt == wanted:  # already in the track's codec: forward as is
+                width, height = compressed_size(msg)
+                ts = self._stamp(msg.header)
+                self._send(lambda: self.robot.send_encoded_frame(spec.name, bytes(msg.data), width, height, ts))
+                return
+            rgb = compressed_to_rgb(msg)
+        except ImageConversionError as exc:
+            self.count(exc.reason, f"camera '{spec.name}': {exc}")
+            return
+        if spec.codec.is_webrtc:
+            rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
+        self._send(lambda: self.robot.send_video_frame(spec.name, rgb, timestamp_us=self._stamp(msg.header)))
+
+    def _check_inputs(self) -> None:
+        """Once a second: publishers and message age of every input; one log line per change."""
+        now = time.monotonic()
+        if now - self._inputs_since < _INPUT_GRACE_S:  # discovery of the publishers takes a moment
+            return
+        publishers = {name: self.count_publishers(self.inputs.topic(name)) for name in self.inputs.names}
+        self._input_statuses, changed = self.inputs.evaluate(now, publishers)
+        for status in changed:
+            if status.healthy:
+                self.get_logger().info(f'input {status.name}: {status.topic} delivering again')
+            else:
+                self.get_logger().warning(f'input {status.describe()} (see /diagnostics, inputs)')
+
+    def _diag_inputs(self):
+        statuses = self._input_statuses
+        values = {f'{s.name}.state': s.state for s in statuses}
+        values.update({f'{s.name}.age_s': -1.0 if s.age_s is None else round(s.age_s, 3) for s in statuses})
+        values.update({f'{s.name}.publishers': s.publishers for s in statuses})
+        if not statuses:
+            return OK, 'checking inputs', values
+        any_bad, all_bad, text = input_summary(statuses)
+        if all_bad:
+            return ERROR, f'the robot sends nothing: {text}', values
+        return (WARN if any_bad else OK), text, values
