@@ -11,6 +11,7 @@ import io
 import json
 import os
 from pathlib import Path
+import site
 import socket
 import subprocess
 import sys
@@ -21,9 +22,10 @@ from livekit import api
 import numpy
 import pytest
 
-from portal_bridge.cli import doctor
+from portal_bridge.cli import doctor, doctor_install_checks, doctor_room_checks, doctor_ros_checks
 from portal_bridge.cli.doctor import FAIL, OK, WARN, Context, Result
 from portal_bridge.portal.room.tokens import mint_token
+from portal_bridge.ros.dds_profile import PROFILE_VARIABLES, fastdds_major
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 LOCALHOST_XML = str(CONFIG / 'fastdds_localhost.xml')
@@ -179,13 +181,13 @@ def test_no_profile_variable_warns_about_large_images(major):
     status, text = doctor.fastdds_profile_status({}, major)
     assert status == WARN and '512 KB' in text
     if major is not None:
-        assert f'export {doctor.PROFILE_VARIABLES[major]}=' in text
+        assert f'export {PROFILE_VARIABLES[major]}=' in text
 
 
 @pytest.mark.parametrize('major', [2, 3])
 def test_a_profile_variable_naming_a_missing_file_fails(major, tmp_path):
     missing = str(tmp_path / 'nope.xml')
-    status, text = doctor.fastdds_profile_status({doctor.PROFILE_VARIABLES[major]: missing}, major)
+    status, text = doctor.fastdds_profile_status({PROFILE_VARIABLES[major]: missing}, major)
     assert status == FAIL and missing in text and 'does not exist' in text
 
 
@@ -205,10 +207,10 @@ def test_profile_contents_small_segment_no_default_participant_bad_xml(tmp_path)
 
 
 def test_check_rmw_uses_the_installed_fastdds_version(monkeypatch):
-    monkeypatch.setattr(doctor, 'fastdds_major', lambda: 3)
+    monkeypatch.setattr(doctor_ros_checks, 'fastdds_major', lambda: 3)
     result = doctor.check_rmw(Context(environ={'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp', OLD: LOCALHOST_XML}))
     assert result.status == WARN and 'Fast DDS 3.x' in result.message and f'rename it to {NEW}' in result.message
-    monkeypatch.setattr(doctor, 'fastdds_major', lambda: 2)
+    monkeypatch.setattr(doctor_ros_checks, 'fastdds_major', lambda: 2)
     result = doctor.check_rmw(Context(environ={OLD: LOCALHOST_XML}))
     assert result.status == OK and 'RMW_IMPLEMENTATION unset (rmw_fastrtps_cpp)' in result.message
 
@@ -226,7 +228,7 @@ def fake_statvfs(free, total=1 << 30):
 
 
 def test_shm_ok_with_room_and_warns_below_64_mb(monkeypatch, tmp_path):
-    monkeypatch.setattr(doctor, 'SHM_PATH', str(tmp_path))
+    monkeypatch.setattr(doctor_ros_checks, 'SHM_PATH', str(tmp_path))
     monkeypatch.setattr(doctor.os, 'statvfs', fake_statvfs(512 << 20))
     result = doctor.check_shm(Context())
     assert result.status == OK and '512 MB free of 1024 MB' in result.message
@@ -236,7 +238,7 @@ def test_shm_ok_with_room_and_warns_below_64_mb(monkeypatch, tmp_path):
 
 
 def test_shm_missing_warns(monkeypatch, tmp_path):
-    monkeypatch.setattr(doctor, 'SHM_PATH', str(tmp_path / 'no-shm'))
+    monkeypatch.setattr(doctor_ros_checks, 'SHM_PATH', str(tmp_path / 'no-shm'))
     result = doctor.check_shm(Context())
     assert result.status == WARN and 'does not exist' in result.message
 
@@ -303,7 +305,7 @@ def test_livekit_not_importable_fails_with_the_pip_command(monkeypatch, module):
 
 def test_livekit_outside_the_tested_range_warns(monkeypatch):
     versions = {'livekit': '1.3.0', 'livekit-api': '1.2.9'}
-    monkeypatch.setattr(doctor, '_dist_version', versions.get)
+    monkeypatch.setattr(doctor_install_checks, '_dist_version', versions.get)
     result = doctor.check_livekit(Context(environ={}))
     assert result.status == WARN
     assert 'livekit 1.3.0 is outside the tested range >=1.2.1,<1.3' in result.message
@@ -357,10 +359,10 @@ def test_numpy_from_the_user_site_shadowing_another_warns(monkeypatch, tmp_path)
     (other / 'numpy').mkdir(parents=True)
     (other / 'numpy' / '__init__.py').write_text('')
     monkeypatch.syspath_prepend(str(other))
-    monkeypatch.setattr(doctor.site, 'USER_SITE', str(tmp_path / 'empty-user-site'))
+    monkeypatch.setattr(site, 'USER_SITE', str(tmp_path / 'empty-user-site'))
     assert 'shadows' not in doctor.check_numpy(Context()).message
     # Pretend the numpy in use was pip --user installed: the user site is where it lives.
-    monkeypatch.setattr(doctor.site, 'USER_SITE', str(Path(numpy.__file__).parents[1]))
+    monkeypatch.setattr(site, 'USER_SITE', str(Path(numpy.__file__).parents[1]))
     result = doctor.check_numpy(Context())
     assert result.status == WARN and f'shadows the numpy in {other}' in result.message
 
@@ -520,9 +522,9 @@ def test_short_dev_secrets_do_not_blank_ordinary_words(monkeypatch):
 
 
 def test_livekit_server_binary_missing_only_warns(monkeypatch):
-    monkeypatch.setattr(doctor, 'find_livekit_server', lambda: None)
+    monkeypatch.setattr(doctor_room_checks, 'find_livekit_server', lambda: None)
     assert doctor.check_livekit_server(Context()).status == WARN
-    monkeypatch.setattr(doctor, 'find_livekit_server', lambda: '/opt/lk/livekit-server')
+    monkeypatch.setattr(doctor_room_checks, 'find_livekit_server', lambda: '/opt/lk/livekit-server')
     result = doctor.check_livekit_server(Context())
     assert result == Result(OK, 'livekit-server at /opt/lk/livekit-server')
 
@@ -603,7 +605,7 @@ def test_a_check_that_raises_is_a_fail_and_the_rest_still_run(monkeypatch):
 
 
 def test_full_run_json_parses_and_reports_every_check(clean_env, http_server, tmp_path):
-    clean_env.setenv(doctor.PROFILE_VARIABLES.get(doctor.fastdds_major(), OLD), LOCALHOST_XML)
+    clean_env.setenv(PROFILE_VARIABLES.get(fastdds_major(), OLD), LOCALHOST_XML)
     clean_env.setenv('LIVEKIT_TOKEN', token())
     code, data = json_run(['--url', http_server(b'OK')])
     rows = {r['check']: r for r in data['checks']}
