@@ -146,7 +146,7 @@ def test_wrong_horizon_and_missing_joints_are_counted_not_sent(world):
     short = chunk_msg(ROWS)
     short.joint_names = ['gripper', 'elbow', 'wrist']
     pub.publish(short)
-    wait_for_sync(lambda: op.counts().get('horizon_mismatch') == 1 and op.counts().get('chunk_missing_joints') == 1)
+    wait_for_sync(lambda: op.counts().get('horizon-mismatch') == 1 and op.counts().get('chunk-missing-joints') == 1)
     time.sleep(0.3)
     assert got == [] and op.operator.metrics().transport.action_chunks_sent == 0
 

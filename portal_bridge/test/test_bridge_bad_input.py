@@ -55,9 +55,9 @@ def test_robot_side_bad_input_is_counted_and_good_data_flows(world):
                 'unsupported-encoding',
                 'short-data',
                 'empty-image',
-                'missing_joints',
-                'zero_stamp',
-                'InvalidFrameDimensions',
+                'missing-joints',
+                'zero-stamp',
+                'invalid-frame-dimensions',
             }
             <= set(robot.counts())
         ),
@@ -75,8 +75,8 @@ def test_robot_side_bad_input_is_counted_and_good_data_flows(world):
     (fw, fh), depth_size = [(im.width, im.height) for im in obs.images]
     assert depth_size == (13, 9)  # PNG frame video keeps odd sizes exactly
     assert fw % 2 == 0 and fh % 2 == 0 and fw <= 33 and fh <= 19  # cropped to even (WebRTC may align further)
-    assert robot.counts()['odd_size_cropped'] >= 1
-    assert 'internal_error' not in robot.counts() and robot.robot.is_connected and op.operator.is_connected
+    assert robot.counts()['odd-size-cropped'] >= 1
+    assert 'internal-error' not in robot.counts() and robot.robot.is_connected and op.operator.is_connected
 
 
 def test_operator_side_bad_actions_are_counted_never_sent(world):
@@ -95,10 +95,10 @@ def test_operator_side_bad_actions_are_counted_never_sent(world):
     wait_for_sync(lambda: pub.get_subscription_count())
     pub.publish(JointState(name=['j1', 'wrist'], position=[0.5, 0.1]))  # unknown joint (j1 still sent)
     pub.publish(JointState(name=['j1'], position=[math.nan]))  # NaN: dropped on the operator
-    wait_for_sync(lambda: {'unknown_joints', 'nan_action'} <= set(op.counts()))
+    wait_for_sync(lambda: {'unknown-joints', 'nan-action'} <= set(op.counts()))
     wait_for_sync(lambda: got and list(got[-1].data) == [0.5, 0.0])
     pub.publish(JointState(name=['j1', 'j2'], position=[5.0, 0.0]))  # outside limits: rejected by the robot
-    wait_for_sync(lambda: robot.counts().get('limit_rejected') == 1)
+    wait_for_sync(lambda: robot.counts().get('limit-rejected') == 1)
     time.sleep(0.2)
     assert all(abs(v) <= 1.0 for m in got for v in m.data)
 
@@ -129,4 +129,4 @@ def test_robot_rejects_nan_and_clamps_when_configured(world):
     asyncio.run(peer())
     wait_for_sync(lambda: got)
     assert [list(m.data) for m in got] == [[1.0, -2.0]]  # NaN rejected, the other clamped
-    assert robot.counts()['nan_action'] == 1 and robot.counts()['limit_clamped'] == 1
+    assert robot.counts()['nan-action'] == 1 and robot.counts()['limit-clamped'] == 1

@@ -87,6 +87,9 @@ def test_identity_outside_allowed_operators_cannot_take_control(world):
     )
     assert not local.success and 'allowed_operators' in local.message
     assert robot.robot.active_operator() is None
+    # Each refusal counted once, where it happened: the RPC's by the core, the service's by the node.
+    assert robot.robot.metrics().transport.dropped.get('handoff-refused') == 1
+    assert robot.counts().get('local-handoff-refused') == 1 and 'handoff-refused' not in robot.counts()
     ok = call(
         world.robot_side,
         SetActiveOperator,

@@ -301,7 +301,7 @@ def test_chunk_alignment_skips_rows_already_past_after_a_150_ms_round_trip(world
         assert values == sorted(values) and values[0] == first
     # Rows 0-4 (0-133 ms) were past when the policy sent its answer; a few ms of transport may add one.
     assert first >= int(np.ceil(elapsed_at_send * 30 - 1e-9)) and 5 <= first <= 7, first
-    assert robot.counts().get('chunk_rows_skipped') == first
+    assert robot.counts().get('chunk-rows-skipped') == first
 
 
 def test_a_raising_service_callback_never_silences_emergency_stop(world):

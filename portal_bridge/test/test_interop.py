@@ -23,7 +23,7 @@ from std_msgs.msg import Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from support.reference_peer import ReferencePeers, Repeater, is_sdk_request_timeout
 from support.ros_world import LATCHED
-from support.waiting import publish_until, wait_for_sync
+from support.waiting import publish_until, wait_explained, wait_for_sync
 from test_bridge_control import call
 from test_bridge_observations import image, joint_state
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -166,14 +166,6 @@ def front_frame(i: int) -> np.ndarray:
 def depth_frame(i: int) -> np.ndarray:
     """Frame i of the PNG camera: noise seeded with i, so every frame is unique and incompressible."""
     return np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-
-
-def wait_explained(predicate, timeout: float, what: str, explain) -> None:
-    """wait_for_sync, and on a timeout say what the peers' metrics showed."""
-    try:
-        wait_for_sync(predicate, timeout, what=what)
-    except AssertionError as exc:
-        raise AssertionError(f'{exc}; {explain()}') from None
 
 
 def wait_for_observations(observations: list, receiver, sender) -> None:

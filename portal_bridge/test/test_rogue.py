@@ -17,7 +17,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from support.rogue_peer import RogueProcess
 from support.traffic import numbered_actions, robot_traffic
-from support.waiting import publish_until, wait_for_sync
+from support.waiting import publish_until, wait_explained, wait_for_sync
 from test_bridge_control import call
 
 from portal_bridge.portal.errors import SET_ACTIVE_OPERATOR_REFUSED
@@ -187,7 +187,7 @@ def test_rogue_flood_on_every_topic_is_counted_while_the_session_goes_on(world, 
         d = drops(bridge)
         assert not d['internal-error'] and not d['stream-error'], d
         assert bridge.is_connected
-    assert 'internal_error' not in robot.counts() and 'internal_error' not in pilot.counts()
+    assert 'internal-error' not in robot.counts() and 'internal-error' not in pilot.counts()
     assert robot.robot.active_operator() == 'pilot' and pilot.operator.robot_identity() == 'robot'
     sent = [tuple(m.data) for _, m in commands.items]
     assert all(code == 0.5 for _, code in sent), 'a command did not come from the pilot'
@@ -221,17 +221,22 @@ def test_faulty_active_operator_never_reaches_the_controller(world, rogue_of):
     expected_drops = Counter({k: actions[k] + chunks[k] for k in ('bad-payload', 'schema-mismatch')})
     expected_drops['unknown-chunk'] = chunks['unknown-chunk']
     expected_drops['oversized-stream'] = chunks['oversized-stream']
-    expected_bridge = Counter({k: actions[k] + chunks[k] for k in ('nan_action', 'limit_rejected')})
+    expected_bridge = Counter({k: actions[k] + chunks[k] for k in ('nan-action', 'limit-rejected')})
     good = [tuple(sent['good_values'])] * actions['accepted']
 
     def bridge_moved():
         now = Counter(robot.counts())
         return Counter({k: now[k] - before_counts[k] for k in expected_bridge})
 
-    wait_for_sync(
+    wait_explained(
         lambda: moved(before_drops, drops(robot.robot)) == expected_drops and bridge_moved() == expected_bridge,
         120,
-        what='every broken action and chunk counted by its reason',
+        'every broken action and chunk counted by its reason',
+        lambda: (
+            f'core drops moved {dict(moved(before_drops, drops(robot.robot)))}, expected {dict(expected_drops)}; '
+            f'bridge counters moved {dict(bridge_moved())}, expected {dict(expected_bridge)}; '
+            f'actions decoded {robot.robot.metrics().transport.actions_received - received_before}'
+        ),
     )
     wait_for_sync(lambda: len(commands) >= len(good), 30, what='the good actions')
     time.sleep(0.5)  # anything that should not arrive has had its chance
@@ -239,7 +244,7 @@ def test_faulty_active_operator_never_reaches_the_controller(world, rogue_of):
     assert got == [pytest.approx(v) for v in good]  # only the well-formed, in-limit actions, each once
     assert all(not math.isnan(v) and abs(v) <= 1.0 for m in commands for v in m.data)
     decoded = robot.robot.metrics().transport.actions_received - received_before
-    assert decoded == actions['accepted'] + actions['nan_action'] + actions['limit_rejected']
+    assert decoded == actions['accepted'] + actions['nan-action'] + actions['limit-rejected']
 
     # The pilot takes over through its own bridge's service and drives; the faulty operator is gated.
     resp = call(world.operator_side, SetActiveOperator, '/operator_bridge/set_active_operator',

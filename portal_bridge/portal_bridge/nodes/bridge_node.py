@@ -27,6 +27,7 @@ from ..portal import ContractError, WireContract
 from ..portal.errors import RoomError
 from ..portal.loop_thread import LoopThread
 from ..portal.room.session import ConnectionState, PortalSession
+from ..ros.counters import ADJUSTED, REJECTED, kind_of
 from ..ros.credentials import Credentials, CredentialsError, explain_token, load_credentials, redact
 from ..ros.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
 from ..ros.params import ParameterError, declare
@@ -169,6 +170,7 @@ class BridgeNode(Node):
     # -- bad input accounting --------------------------------------------------------------------
     def count(self, reason: str, message: str = '', n: int = 1) -> None:
         """Count a rejected input under ``reason``; log ``message`` the first time."""
+        reason = reason.replace('_', '-')  # one style everywhere (see ros/counters.py)
         with self._counts_lock:
             self._counts[reason] += n
             first = reason not in self._logged
@@ -187,7 +189,7 @@ class BridgeNode(Node):
             try:
                 callback(*args)
             except Exception as exc:
-                self.count('internal_error')
+                self.count('internal-error')
                 if 'internal_error_logged' not in self._logged:
                     self._logged.add('internal_error_logged')
                     self.get_logger().error(
@@ -195,6 +197,24 @@ class BridgeNode(Node):
                     )
 
         return run
+
+    def _diag_conversion(self):
+        """WARN for input dropped as bad; input changed to fit and control-plane events are only counted.
+
+        ERROR while joining the room keeps failing. Kinds come from :mod:`..ros.counters`.
+        """
+        counts = self.counts()
+        adjusted = {k: v for k, v in counts.items() if kind_of(k) == ADJUSTED}
+        rejected = {k: v for k, v in counts.items() if kind_of(k) == REJECTED}
+        level = WARN if rejected else OK
+        if counts.get('connect-failed') and self.session is not None and not self.session.is_connected:
+            level = ERROR
+        parts = []
+        if rejected:
+            parts.append(f'{sum(rejected.values())} inputs rejected ({", ".join(sorted(rejected))})')
+        if adjusted:
+            parts.append(f'{sum(adjusted.values())} adjusted ({", ".join(sorted(adjusted))})')
+        return level, '; '.join(parts) or 'no conversion errors', counts
 
     def counts(self) -> dict[str, int]:
         with self._counts_lock:
@@ -231,7 +251,7 @@ class BridgeNode(Node):
                 if '401' in text or 'nauthorized' in text or 'token' in text.lower():
                     hint = explain_token(creds.token) if creds.token else None
                     text = hint or f'LiveKit rejected the credentials ({text})'
-                self.count('connect_failed')
+                self.count('connect-failed')
                 self.get_logger().error(
                     f'cannot join room {self.room!r} at {self.url}: {text}; retrying in {delay:.0f} s'
                 )

@@ -40,6 +40,7 @@ from ..portal import (
 )
 from ..portal.errors import NoPeer, PortalError, RpcCallError
 from ..portal.metrics import SampleRing
+from ..ros.counters import reason_of
 from ..ros.diagnostics import OK, WARN
 from ..ros.observation_msgs import (
     executed_action,
@@ -241,14 +242,14 @@ class OperatorBridge(BridgeNode):
     def _send_action(self, values: dict[str, float], stamp, start: int = 0) -> None:
         bad = [k for k, v in values.items() if math.isnan(v)]
         if bad:
-            self.count('nan_action', f'~/action with NaN in {bad} dropped')
+            self.count('nan-action', f'~/action with NaN in {bad} dropped')
             return
         try:
             self.operator.send_action(values, in_reply_to_ts_us=self._reply_to(stamp), check_types=False)
             if start:
                 self.latency['action_bridge'].add((time.perf_counter_ns() - start) // 1000)
         except PortalError as exc:
-            self.count('not_connected' if 'not connected' in str(exc) else type(exc).__name__, f'~/action: {exc}')
+            self.count('not-connected' if 'not connected' in str(exc) else reason_of(exc), f'~/action: {exc}')
 
     def _on_action_joint_state(self, msg: JointState) -> None:
         start = time.perf_counter_ns()
@@ -260,16 +261,16 @@ class OperatorBridge(BridgeNode):
             else:
                 unknown.append(name)
         if unknown:
-            self.count('unknown_joints', f'~/action names joints {unknown} that are not action fields {fields}')
+            self.count('unknown-joints', f'~/action names joints {unknown} that are not action fields {fields}')
         if len(msg.position) < len(msg.name):
-            self.count('missing_positions', '~/action has fewer positions than names')
+            self.count('missing-positions', '~/action has fewer positions than names')
         if values:
             self._send_action(values, msg.header.stamp, start)
 
     def _on_action_array(self, msg: Float64MultiArray) -> None:
         if len(msg.data) != len(self.action_fields):
             self.count(
-                'wrong_length',
+                'wrong-length',
                 f'~/action has {len(msg.data)} values; the contract has {len(self.action_fields)} fields',
             )
             return
@@ -281,28 +282,28 @@ class OperatorBridge(BridgeNode):
         index = {name: i for i, name in enumerate(msg.joint_names)}
         missing = [f.name for f in spec.fields if f.name not in index]
         if missing:
-            self.count('chunk_missing_joints', f'~/action_chunk lacks joints {missing} of chunk {spec.name!r}')
+            self.count('chunk-missing-joints', f'~/action_chunk lacks joints {missing} of chunk {spec.name!r}')
             return
         if len(msg.points) != spec.horizon:
             self.count(
-                'horizon_mismatch',
+                'horizon-mismatch',
                 f'~/action_chunk has {len(msg.points)} points; chunk {spec.name!r} has horizon {spec.horizon}',
             )
             return
         try:
             columns = {f.name: [float(pt.positions[index[f.name]]) for pt in msg.points] for f in spec.fields}
         except IndexError:
-            self.count('missing_positions', '~/action_chunk has points with fewer positions than joint_names')
+            self.count('missing-positions', '~/action_chunk has points with fewer positions than joint_names')
             return
         if any(math.isnan(v) for col in columns.values() for v in col):
-            self.count('nan_action', '~/action_chunk with NaN dropped')
+            self.count('nan-action', '~/action_chunk with NaN dropped')
             return
         try:
             self.operator.send_action_chunk(
                 self.chunk_name, columns, in_reply_to_ts_us=self._reply_to(msg.header.stamp)
             )
         except PortalError as exc:
-            self.count(type(exc).__name__, f'~/action_chunk: {exc}')
+            self.count(reason_of(exc), f'~/action_chunk: {exc}')
 
     # -- control ---------------------------------------------------------------------------------
     def _set_active(self, identity: Optional[str]) -> tuple[bool, str]:
@@ -420,11 +421,6 @@ class OperatorBridge(BridgeNode):
             'executed_actions_dropped': t.dropped.get('gate', 0),
         }
         return OK, f'active operator: {active or "(none)"}', values
-
-    def _diag_conversion(self):
-        counts = self.counts()
-        errors = {k: v for k, v in counts.items() if k != 'not_connected'}
-        return (WARN if errors else OK), f'{sum(errors.values())} inputs rejected' if errors else 'ok', counts
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:

@@ -232,7 +232,6 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
         self.robot.on_action(self._on_action)
         if self.chunk_name:
             self.robot.on_action_chunk(self.chunk_name, self._on_chunk)
-        self.robot.on_set_active_operator_refused(self._on_refused)
         for method, service in zip(rpc_methods, rpc_services or [f'/{m}' for m in rpc_methods]):
             self._serve_rpc(method, service)
 
@@ -261,7 +260,7 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
             self.safety,
             self._publish_emit,
             period_s=_WATCHDOG_PERIOD_S,
-            on_error=lambda exc: self.count('command_output_error', f'command output failed: {exc!r}'),
+            on_error=lambda exc: self.count('command-output-error', f'command output failed: {exc!r}'),
             on_transition=self._on_safety_transition,
             name=f'{self.get_name()}-safety-clock',
         )

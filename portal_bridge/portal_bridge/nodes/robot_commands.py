@@ -27,7 +27,7 @@ class RobotCommands:
     def _checked(self, names: Sequence[str], values: Sequence[float], what: str) -> Optional[list[float]]:
         bad = nan_fields(names, values)
         if bad:
-            self.count('nan_action', f'{what} with NaN in {bad} rejected; never sent to the controller')
+            self.count('nan-action', f'{what} with NaN in {bad} rejected; never sent to the controller')
             return None
         lower, upper = self.limits
         if lower is None or len(names) != len(lower):
@@ -36,9 +36,9 @@ class RobotCommands:
         if outside:
             fields = [names[i] for i in outside]
             if self.limit_policy == 'reject':
-                self.count('limit_rejected', f'{what} outside action limits in {fields} rejected')
+                self.count('limit-rejected', f'{what} outside action limits in {fields} rejected')
                 return None
-            self.count('limit_clamped', f'{what} outside action limits in {fields} clamped')
+            self.count('limit-clamped', f'{what} outside action limits in {fields} clamped')
         return out
 
     def _on_action(self, action: Action) -> None:
@@ -70,13 +70,13 @@ class RobotCommands:
             align = ChunkAlignment(0, 0.0)
         if align is None:
             self.count(
-                'chunk_stale',
+                'chunk-stale',
                 f"chunk '{chunk.name}' from '{chunk.sender}' arrived after its last row was due "
                 '(chunk_alignment observation); skipped',
             )
             return
         if align.skipped:
-            self.count('chunk_rows_skipped', n=align.skipped)
+            self.count('chunk-rows-skipped', n=align.skipped)
         rows = rows[align.first_row :]
         if self.chunk_mode == 'trajectory':
             msg = self.chunk_builder.build_trajectory(rows, fps, align.first_offset_s)
@@ -90,9 +90,9 @@ class RobotCommands:
 
     def _not_driven(self, sender: str) -> None:
         if self.safety.estopped:
-            self.count('estop_latched', f"input from '{sender}' ignored: the emergency stop is latched")
+            self.count('estop-latched', f"input from '{sender}' ignored: the emergency stop is latched")
         else:
-            self.count('not_active_operator', f"input from '{sender}', who is not the active operator, ignored")
+            self.count('not-active-operator', f"input from '{sender}', who is not the active operator, ignored")
 
     # -- command output ------------------------------------------------------------------------------
     def _publish_emit(self, emit: Emit) -> None:

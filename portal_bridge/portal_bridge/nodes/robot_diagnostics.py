@@ -7,12 +7,6 @@ from ..ros.diagnostics import ERROR, OK, WARN
 
 __all__ = ['RobotDiagnostics']
 
-# Counters that are not bad input: control-plane events, and values changed to fit (clamped).
-_BENIGN = frozenset(
-    {'not_connected', 'emergency_stop', 'handoff_refused', 'estop_latched', 'not_active_operator', 'chunk_rows_skipped'}
-)
-_ADJUSTED = frozenset({'limit_clamped', 'odd_size_cropped', 'zero_stamp'})
-
 
 class RobotDiagnostics:
     """Diagnostics tasks of robot_bridge. Mixed into RobotBridge, whose attributes it uses."""
@@ -69,7 +63,7 @@ class RobotDiagnostics:
             'estops': sm.estops,
             'on_timeout': sm.on_timeout,
             'action_timeout_ms': self.action_timeout_ms,
-            'chunk_rows_skipped_stale': self.counts().get('chunk_rows_skipped', 0),
+            'chunk_rows_skipped_stale': self.counts().get('chunk-rows-skipped', 0),
             'chunk_rows_skipped_late_tick': sm.rows_skipped,
             'tick_lateness_us_p50': p50,
             'tick_lateness_us_p99': p99,
@@ -81,18 +75,3 @@ class RobotDiagnostics:
         if sm.state is SafetyState.DRIVING:
             return OK, 'actions flowing', values
         return OK, 'no active operator' if self.robot.active_operator() is None else 'waiting for actions', values
-
-    def _diag_conversion(self):
-        """WARN for inputs dropped as bad; values changed to fit (clamped) are counted but are not an error."""
-        counts = self.counts()
-        adjusted = {k: v for k, v in counts.items() if k in _ADJUSTED}
-        rejected = {k: v for k, v in counts.items() if k not in _BENIGN and k not in _ADJUSTED}
-        level = WARN if rejected else OK
-        if counts.get('connect_failed') and not self.robot.is_connected:
-            level = ERROR
-        parts = []
-        if rejected:
-            parts.append(f'{sum(rejected.values())} inputs rejected ({", ".join(sorted(rejected))})')
-        if adjusted:
-            parts.append(f'{sum(adjusted.values())} adjusted ({", ".join(sorted(adjusted))})')
-        return level, '; '.join(parts) or 'no conversion errors', counts

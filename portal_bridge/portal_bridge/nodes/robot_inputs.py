@@ -15,6 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from ..portal import now_us
 from ..portal.errors import NotConnected, PortalError
+from ..ros.counters import reason_of
 from ..ros.diagnostics import ERROR, OK, WARN
 from ..ros.frame_worker import FrameWorker
 from ..ros.images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
@@ -33,7 +34,7 @@ class RobotInputs:
     # -- inputs ------------------------------------------------------------------------------------
     def _subscribe_inputs(self) -> None:
         events = incompatible_qos_callbacks(
-            lambda e: self.count('incompatible_qos', 'a publisher offers incompatible QoS')
+            lambda e: self.count('incompatible-qos', 'a publisher offers incompatible QoS')
         )
         qos = subscription_qos(self, self.joint_states_topic, self.qos_mode)
         self.inputs.add('joint_states', self.resolve_topic_name(self.joint_states_topic))
@@ -62,10 +63,10 @@ class RobotInputs:
                 spec.name,
                 lambda msg, s=spec, h=handler: h(s, msg),
                 on_drop=lambda n=spec.name: self.count(
-                    'frames_behind', f"camera '{n}': conversion fell behind the camera; dropping the oldest frame"
+                    'frames-behind', f"camera '{n}': conversion fell behind the camera; dropping the oldest frame"
                 ),
                 on_error=lambda exc, n=spec.name: self.count(
-                    'internal_error', f"camera '{n}': frame handling failed: {exc!r}"
+                    'internal-error', f"camera '{n}': frame handling failed: {exc!r}"
                 ),
             )
             self._workers.append(worker)
@@ -82,7 +83,7 @@ class RobotInputs:
     def _stamp(self, header) -> int:
         ts = stamp_to_us(header.stamp)
         if ts == 0:
-            self.count('zero_stamp', 'a message has a zero header.stamp; using the receive time')
+            self.count('zero-stamp', 'a message has a zero header.stamp; using the receive time')
             return now_us()
         return ts
 
@@ -103,7 +104,7 @@ class RobotInputs:
         values, missing = self.state_map.extract(msg)
         if missing:
             self.count(
-                'missing_joints',
+                'missing-joints',
                 f'joint_states lacks joints for state fields {missing}; their last values are kept',
             )
         if not values:
@@ -117,9 +118,9 @@ class RobotInputs:
         try:
             send()
         except NotConnected:
-            self.count('not_connected')
+            self.count('not-connected')
         except PortalError as exc:
-            self.count(type(exc).__name__, f'cannot send: {exc}')
+            self.count(reason_of(exc), f'cannot send: {exc}')
 
     def _on_image(self, spec, msg: Image) -> None:
         start = time.perf_counter_ns()
@@ -130,7 +131,7 @@ class RobotInputs:
             return
         if spec.codec.is_webrtc and (rgb.shape[0] % 2 or rgb.shape[1] % 2):
             self.count(
-                'odd_size_cropped',
+                'odd-size-cropped',
                 f"camera '{spec.name}': {rgb.shape[1]}x{rgb.shape[0]} cropped to even size",
             )
             rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]

@@ -43,7 +43,7 @@ class RobotServices:
         # to "operator left" (a zero, a hold) would be published before the e-stop's safe command.
         self.robot.release_pointer()
         if out:
-            self.count('emergency_stop')
+            self.count('emergency-stop')
             self.estop_pub.publish(Bool(data=True))
         return bool(out)
 
@@ -81,7 +81,7 @@ class RobotServices:
         elif not self.robot.access.may_drive(identity):
             refusal = f"'{identity}' is not in allowed_operators"
         if refusal is not None:
-            self.count('handoff_refused')
+            self.count('local-handoff-refused')
             response.success, response.message = False, refusal
             response.active = response.previous
             return response
@@ -99,9 +99,6 @@ class RobotServices:
             response.success, response.message = False, f'could not set the active operator: {exc!r}'
         response.active = self.robot.active_operator() or ''
         return response
-
-    def _on_refused(self, caller: str, requested: Optional[str], reason: str) -> None:
-        self.count('handoff_refused')
 
     # -- RPC -> ROS services -----------------------------------------------------------------------
     def _serve_rpc(self, method: str, service: str) -> None:

@@ -207,8 +207,8 @@ class Rogue:
             (good + b'\x00', 'bad-payload'),
             (good + bytes(12_000), 'bad-payload'),
             (bytes([good[0] ^ 0xFF]) + good[1:], 'schema-mismatch'),
-            (codec.encode({f.name: math.nan for f in c.action}, ts)[0], 'nan_action'),
-            (codec.encode({f.name: outside for f in c.action}, ts)[0], 'limit_rejected'),
+            (codec.encode({f.name: math.nan for f in c.action}, ts)[0], 'nan-action'),
+            (codec.encode({f.name: outside for f in c.action}, ts)[0], 'limit-rejected'),
         ]
         sent: Counter = Counter()
         keep = []
@@ -234,8 +234,8 @@ class Rogue:
                 (b'\xde\xad\xbe\xef' + ok[4:], 'unknown-chunk'),
                 (ok[:-1], 'bad-payload'),
                 (ok + b'\x00', 'bad-payload'),
-                (chunk(math.nan), 'nan_action'),
-                (chunk(outside), 'limit_rejected'),
+                (chunk(math.nan), 'nan-action'),
+                (chunk(outside), 'limit-rejected'),
                 (ok + bytes(1_200_000), 'oversized-stream'),
             ):
                 await self._stream(robot, TOPIC_ACTION_CHUNK, payload)

@@ -31,6 +31,14 @@ def wait_for_sync(predicate: Callable[[], Any], timeout: float = 10.0, interval:
     return value
 
 
+def wait_explained(predicate: Callable[[], Any], timeout: float, what: str, explain: Callable[[], str]) -> None:
+    """:func:`wait_for_sync`, and on a timeout say what ``explain()`` shows (the state that was missing)."""
+    try:
+        wait_for_sync(predicate, timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f'{exc}; {explain()}') from None
+
+
 async def hold_for(seconds: float) -> None:
     """Let traffic flow for a while (used only to prove that something does NOT happen)."""
     await asyncio.sleep(seconds)
