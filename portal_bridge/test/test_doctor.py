@@ -22,8 +22,8 @@ from livekit import api
 import numpy
 import pytest
 
-from portal_bridge.cli import doctor, doctor_install_checks, doctor_room_checks, doctor_ros_checks
-from portal_bridge.cli.doctor import FAIL, OK, WARN, Context, Result
+from portal_bridge.cli import doctor, doctor_base, doctor_install_checks, doctor_room_checks, doctor_ros_checks
+from portal_bridge.cli.doctor_base import FAIL, OK, WARN, Context, Result
 from portal_bridge.portal.room.tokens import mint_token
 from portal_bridge.ros.dds_profile import PROFILE_VARIABLES, fastdds_major
 
@@ -109,7 +109,7 @@ def write_profile(path, shm_segment='33554432', whitelist=('127.0.0.1',), defaul
 
 
 def test_ros_ok_names_python_and_the_distro_told_by_rclpy(clean_env):
-    result = doctor.check_ros(Context(environ={}))
+    result = doctor_ros_checks.check_ros(Context(environ={}))
     assert result.status == OK, result
     assert f'Python {sys.version_info[0]}.{sys.version_info[1]}' in result.message
     assert 'ROS_DISTRO unset (rclpy ' in result.message
@@ -117,7 +117,7 @@ def test_ros_ok_names_python_and_the_distro_told_by_rclpy(clean_env):
 
 def test_ros_fails_with_the_setup_command_when_rclpy_does_not_import(monkeypatch):
     monkeypatch.setitem(sys.modules, 'rclpy', None)
-    result = doctor.check_ros(Context(environ={'ROS_DISTRO': 'humble'}))
+    result = doctor_ros_checks.check_ros(Context(environ={'ROS_DISTRO': 'humble'}))
     assert result.status == FAIL
     assert 'source /opt/ros/humble/setup.bash' in result.message
     if sys.version_info[:2] != (3, 10):
@@ -125,60 +125,60 @@ def test_ros_fails_with_the_setup_command_when_rclpy_does_not_import(monkeypatch
 
 
 def test_ros_warns_when_ros_distro_disagrees_with_the_installed_rclpy():
-    installed, how = doctor.ros_distro({})
+    installed, how = doctor_base.ros_distro({})
     if installed is None:
         pytest.skip(f'{how}: no distro known for it')
     other = 'humble' if installed != 'humble' else 'jazzy'
-    result = doctor.check_ros(Context(environ={'ROS_DISTRO': other}))
+    result = doctor_ros_checks.check_ros(Context(environ={'ROS_DISTRO': other}))
     assert result.status == WARN and f'ROS_DISTRO={other}' in result.message
 
 
 def test_ros_distro_from_the_variable_or_rclpy():
-    assert doctor.ros_distro({'ROS_DISTRO': 'Humble'}) == ('humble', 'ROS_DISTRO')
-    distro, how = doctor.ros_distro({})
-    assert how.startswith('rclpy ') and distro == doctor.RCLPY_MAJOR_DISTRO.get(int(how.split()[1].split('.')[0]))
+    assert doctor_base.ros_distro({'ROS_DISTRO': 'Humble'}) == ('humble', 'ROS_DISTRO')
+    distro, how = doctor_base.ros_distro({})
+    assert how.startswith('rclpy ') and distro == doctor_base.RCLPY_MAJOR_DISTRO.get(int(how.split()[1].split('.')[0]))
 
 
 # --- 2. RMW and the Fast DDS profile --------------------------------------------------------------
 
 
 def test_fastdds2_with_its_variable_reports_segment_and_loopback_confinement():
-    status, text = doctor.fastdds_profile_status({OLD: LOCALHOST_XML}, 2)
+    status, text = doctor_ros_checks.fastdds_profile_status({OLD: LOCALHOST_XML}, 2)
     assert status == OK, text
     assert 'Fast DDS 2.x' in text and 'SHM segment 32 MB' in text
     assert 'UDP confined to 127.0.0.1: that process cannot talk to other hosts' in text
 
 
 def test_multi_host_profile_is_not_reported_as_confined():
-    status, text = doctor.fastdds_profile_status({NEW: LARGE_XML}, 3)
+    status, text = doctor_ros_checks.fastdds_profile_status({NEW: LARGE_XML}, 3)
     assert status == OK and 'SHM segment 32 MB' in text
     assert 'confined' not in text and 'other hosts reachable' in text
 
 
 def test_fastdds2_with_only_the_3x_variable_warns_it_is_silently_ignored():
-    status, text = doctor.fastdds_profile_status({NEW: LOCALHOST_XML}, 2)
+    status, text = doctor_ros_checks.fastdds_profile_status({NEW: LOCALHOST_XML}, 2)
     assert status == WARN
     assert 'silently ignored' in text and f'export {OLD}={LOCALHOST_XML}' in text
 
 
 def test_fastdds3_with_only_the_2x_variable_warns_to_rename():
-    status, text = doctor.fastdds_profile_status({OLD: LOCALHOST_XML}, 3)
+    status, text = doctor_ros_checks.fastdds_profile_status({OLD: LOCALHOST_XML}, 3)
     assert status == WARN and f'rename it to {NEW}' in text and 'SHM segment 32 MB' in text
 
 
 @pytest.mark.parametrize('major', [2, 3])
 def test_both_variables_naming_one_file_are_fine_and_different_files_are_pointed_out(major, tmp_path):
-    status, text = doctor.fastdds_profile_status({OLD: LOCALHOST_XML, NEW: LOCALHOST_XML}, major)
+    status, text = doctor_ros_checks.fastdds_profile_status({OLD: LOCALHOST_XML, NEW: LOCALHOST_XML}, major)
     assert status == OK and 'ignored' not in text
     other = write_profile(tmp_path / 'other.xml')
-    status, text = doctor.fastdds_profile_status({OLD: LOCALHOST_XML, NEW: other}, major)
+    status, text = doctor_ros_checks.fastdds_profile_status({OLD: LOCALHOST_XML, NEW: other}, major)
     used, ignored = (OLD, NEW) if major == 2 else (NEW, OLD)
     assert f'{used}=' in text and f'{ignored} (a different file) is ignored' in text
 
 
 @pytest.mark.parametrize('major', [2, 3, None])
 def test_no_profile_variable_warns_about_large_images(major):
-    status, text = doctor.fastdds_profile_status({}, major)
+    status, text = doctor_ros_checks.fastdds_profile_status({}, major)
     assert status == WARN and '512 KB' in text
     if major is not None:
         assert f'export {PROFILE_VARIABLES[major]}=' in text
@@ -187,36 +187,38 @@ def test_no_profile_variable_warns_about_large_images(major):
 @pytest.mark.parametrize('major', [2, 3])
 def test_a_profile_variable_naming_a_missing_file_fails(major, tmp_path):
     missing = str(tmp_path / 'nope.xml')
-    status, text = doctor.fastdds_profile_status({PROFILE_VARIABLES[major]: missing}, major)
+    status, text = doctor_ros_checks.fastdds_profile_status({PROFILE_VARIABLES[major]: missing}, major)
     assert status == FAIL and missing in text and 'does not exist' in text
 
 
 def test_profile_contents_small_segment_no_default_participant_bad_xml(tmp_path):
-    status, text = doctor.summarize_profile(write_profile(tmp_path / 'small.xml', shm_segment='524288'))
+    status, text = doctor_ros_checks.summarize_profile(write_profile(tmp_path / 'small.xml', shm_segment='524288'))
     assert status == WARN and 'SHM segment 512 KB' in text
-    status, text = doctor.summarize_profile(write_profile(tmp_path / 'dflt.xml', shm_segment=''))
+    status, text = doctor_ros_checks.summarize_profile(write_profile(tmp_path / 'dflt.xml', shm_segment=''))
     assert status == WARN and 'SHM segment 512 KB' in text  # no segment_size: Fast DDS's default
-    status, text = doctor.summarize_profile(write_profile(tmp_path / 'named.xml', default='false'))
+    status, text = doctor_ros_checks.summarize_profile(write_profile(tmp_path / 'named.xml', default='false'))
     assert status == WARN and 'is_default_profile' in text
     bad = tmp_path / 'bad.xml'
     bad.write_text('<profiles><unclosed></profiles>')
-    status, text = doctor.summarize_profile(str(bad))
+    status, text = doctor_ros_checks.summarize_profile(str(bad))
     assert status == FAIL and 'XML' in text
-    status, text = doctor.summarize_profile(write_profile(tmp_path / 'all.xml', whitelist=()))
+    status, text = doctor_ros_checks.summarize_profile(write_profile(tmp_path / 'all.xml', whitelist=()))
     assert status == OK and 'other hosts reachable' in text
 
 
 def test_check_rmw_uses_the_installed_fastdds_version(monkeypatch):
     monkeypatch.setattr(doctor_ros_checks, 'fastdds_major', lambda: 3)
-    result = doctor.check_rmw(Context(environ={'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp', OLD: LOCALHOST_XML}))
+    result = doctor_ros_checks.check_rmw(
+        Context(environ={'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp', OLD: LOCALHOST_XML})
+    )
     assert result.status == WARN and 'Fast DDS 3.x' in result.message and f'rename it to {NEW}' in result.message
     monkeypatch.setattr(doctor_ros_checks, 'fastdds_major', lambda: 2)
-    result = doctor.check_rmw(Context(environ={OLD: LOCALHOST_XML}))
+    result = doctor_ros_checks.check_rmw(Context(environ={OLD: LOCALHOST_XML}))
     assert result.status == OK and 'RMW_IMPLEMENTATION unset (rmw_fastrtps_cpp)' in result.message
 
 
 def test_check_rmw_fails_for_an_rmw_that_is_not_installed():
-    result = doctor.check_rmw(Context(environ={'RMW_IMPLEMENTATION': 'rmw_doesnotexist_cpp'}))
+    result = doctor_ros_checks.check_rmw(Context(environ={'RMW_IMPLEMENTATION': 'rmw_doesnotexist_cpp'}))
     assert result.status == FAIL and 'rmw_doesnotexist_cpp is not installed' in result.message
 
 
@@ -230,23 +232,23 @@ def fake_statvfs(free, total=1 << 30):
 def test_shm_ok_with_room_and_warns_below_64_mb(monkeypatch, tmp_path):
     monkeypatch.setattr(doctor_ros_checks, 'SHM_PATH', str(tmp_path))
     monkeypatch.setattr(doctor.os, 'statvfs', fake_statvfs(512 << 20))
-    result = doctor.check_shm(Context())
+    result = doctor_ros_checks.check_shm(Context())
     assert result.status == OK and '512 MB free of 1024 MB' in result.message
     monkeypatch.setattr(doctor.os, 'statvfs', fake_statvfs(32 << 20, total=64 << 20))
-    result = doctor.check_shm(Context())
+    result = doctor_ros_checks.check_shm(Context())
     assert result.status == WARN and '32 MB free of 64 MB' in result.message and '--shm-size' in result.message
 
 
 def test_shm_missing_warns(monkeypatch, tmp_path):
     monkeypatch.setattr(doctor_ros_checks, 'SHM_PATH', str(tmp_path / 'no-shm'))
-    result = doctor.check_shm(Context())
+    result = doctor_ros_checks.check_shm(Context())
     assert result.status == WARN and 'does not exist' in result.message
 
 
 def test_shm_on_this_machine_reports_sizes():
     if not os.path.isdir('/dev/shm'):
         pytest.skip('no /dev/shm here')
-    assert 'free of' in doctor.check_shm(Context()).message
+    assert 'free of' in doctor_ros_checks.check_shm(Context()).message
 
 
 # --- 4. Discovery range -------------------------------------------------------------------------
@@ -274,13 +276,13 @@ def test_shm_on_this_machine_reports_sizes():
     ],
 )
 def test_discovery_variables_against_the_distro(env, status, text):
-    result = doctor.check_discovery(Context(environ=env))
+    result = doctor_ros_checks.check_discovery(Context(environ=env))
     assert (result.status, text in result.message) == (status, True), result
 
 
 def test_discovery_without_ros_distro_uses_rclpy():
-    result = doctor.check_discovery(Context(environ={'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}))
-    distro, _ = doctor.ros_distro({})
+    result = doctor_ros_checks.check_discovery(Context(environ={'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}))
+    distro, _ = doctor_base.ros_distro({})
     assert result.status == OK and f'{distro} reads ROS_AUTOMATIC_DISCOVERY_RANGE: LOCALHOST' in result.message
 
 
@@ -288,7 +290,7 @@ def test_discovery_without_ros_distro_uses_rclpy():
 
 
 def test_livekit_importable_and_in_the_tested_range():
-    result = doctor.check_livekit(Context(environ={}))
+    result = doctor_install_checks.check_livekit(Context(environ={}))
     assert result.status == OK, result
     assert 'livekit 1.2.' in result.message and 'livekit-api 1.2.' in result.message
 
@@ -296,17 +298,17 @@ def test_livekit_importable_and_in_the_tested_range():
 @pytest.mark.parametrize('module', ['livekit.rtc', 'livekit.api'])
 def test_livekit_not_importable_fails_with_the_pip_command(monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)
-    result = doctor.check_livekit(Context(environ={'ROS_DISTRO': 'humble'}))
+    result = doctor_install_checks.check_livekit(Context(environ={'ROS_DISTRO': 'humble'}))
     assert result.status == FAIL and module in result.message
     assert 'pip install "livekit>=1.2.1,<1.3" "livekit-api>=1.2.2,<1.3" "numpy<2"' in result.message
     assert '--system-site-packages' in result.message
-    assert 'numpy<2' not in doctor.check_livekit(Context(environ={'ROS_DISTRO': 'jazzy'})).message
+    assert 'numpy<2' not in doctor_install_checks.check_livekit(Context(environ={'ROS_DISTRO': 'jazzy'})).message
 
 
 def test_livekit_outside_the_tested_range_warns(monkeypatch):
     versions = {'livekit': '1.3.0', 'livekit-api': '1.2.9'}
     monkeypatch.setattr(doctor_install_checks, '_dist_version', versions.get)
-    result = doctor.check_livekit(Context(environ={}))
+    result = doctor_install_checks.check_livekit(Context(environ={}))
     assert result.status == WARN
     assert 'livekit 1.3.0 is outside the tested range >=1.2.1,<1.3' in result.message
     assert 'livekit-api 1.2.9,' in result.message or 'livekit-api 1.2.9;' in result.message
@@ -333,14 +335,14 @@ NUMPY1_BUILD = (
 
 def test_numpy_ok_when_cv_bridge_and_cv2_import(monkeypatch, tmp_path):
     fake_modules(monkeypatch, tmp_path, cv_bridge='X = 1\n', cv2='X = 1\n')
-    result = doctor.check_numpy(Context())
+    result = doctor_install_checks.check_numpy(Context())
     assert result.status == OK, result
     assert f'numpy {numpy.__version__}' in result.message and 'cv_bridge imports, cv2 imports' in result.message
 
 
 def test_cv_bridge_built_for_numpy1_fails_with_the_fix(monkeypatch, tmp_path):
     fake_modules(monkeypatch, tmp_path, cv_bridge=NUMPY1_BUILD, cv2='X = 1\n')
-    result = doctor.check_numpy(Context())
+    result = doctor_install_checks.check_numpy(Context())
     assert result.status == FAIL
     assert 'cv_bridge was built for NumPy 1.x' in result.message and 'install "numpy<2"' in result.message
     assert 'cv2 imports' in result.message
@@ -348,7 +350,7 @@ def test_cv_bridge_built_for_numpy1_fails_with_the_fix(monkeypatch, tmp_path):
 
 def test_an_import_that_crashes_fails(monkeypatch, tmp_path):
     fake_modules(monkeypatch, tmp_path, cv_bridge='X = 1\n', cv2='import os\nos.abort()\n')
-    result = doctor.check_numpy(Context())
+    result = doctor_install_checks.check_numpy(Context())
     assert result.status == FAIL and 'import cv2 crashed (signal' in result.message
 
 
@@ -360,16 +362,16 @@ def test_numpy_from_the_user_site_shadowing_another_warns(monkeypatch, tmp_path)
     (other / 'numpy' / '__init__.py').write_text('')
     monkeypatch.syspath_prepend(str(other))
     monkeypatch.setattr(site, 'USER_SITE', str(tmp_path / 'empty-user-site'))
-    assert 'shadows' not in doctor.check_numpy(Context()).message
+    assert 'shadows' not in doctor_install_checks.check_numpy(Context()).message
     # Pretend the numpy in use was pip --user installed: the user site is where it lives.
     monkeypatch.setattr(site, 'USER_SITE', str(Path(numpy.__file__).parents[1]))
-    result = doctor.check_numpy(Context())
+    result = doctor_install_checks.check_numpy(Context())
     assert result.status == WARN and f'shadows the numpy in {other}' in result.message
 
 
 def test_numpy_not_importable_fails(monkeypatch):
     monkeypatch.setitem(sys.modules, 'numpy', None)
-    result = doctor.check_numpy(Context())
+    result = doctor_install_checks.check_numpy(Context())
     assert result.status == FAIL and 'numpy does not import' in result.message
 
 
@@ -377,14 +379,14 @@ def test_numpy_not_importable_fails(monkeypatch):
 
 
 def test_msgs_importable():
-    result = doctor.check_msgs(Context())
+    result = doctor_install_checks.check_msgs(Context())
     assert result.status == OK and 'portal_bridge_msgs from ' in result.message
 
 
 def test_msgs_missing_fails_with_build_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs', None)
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs.msg', None)
-    result = doctor.check_msgs(Context())
+    result = doctor_install_checks.check_msgs(Context())
     assert result.status == FAIL and 'colcon build' in result.message
 
 
@@ -393,27 +395,29 @@ def test_msgs_missing_fails_with_build_hint(monkeypatch):
 
 def test_server_answering_ok_is_reachable(http_server):
     url = http_server(b'OK')
-    result = doctor.check_server(Context(url=url))
+    result = doctor_room_checks.check_server(Context(url=url))
     assert result.status == OK and url.replace('ws://', 'http://') + '/' in result.message
 
 
 def test_server_unreachable_fails_with_the_url():
     url = closed_port_url()
-    result = doctor.check_server(Context(url=url))
+    result = doctor_room_checks.check_server(Context(url=url))
     assert result.status == FAIL and url.replace('ws://', 'http://') in result.message
 
 
 @pytest.mark.parametrize(('body', 'status'), [(b'<html>nginx</html>', 200), (b'not found', 404)])
 def test_something_else_on_the_port_warns(http_server, body, status):
-    result = doctor.check_server(Context(url=http_server(body, status)))
+    result = doctor_room_checks.check_server(Context(url=http_server(body, status)))
     assert result.status == WARN and 'LiveKit' in result.message
 
 
 def test_url_mapping_and_bad_schemes():
-    assert doctor._http_url('ws://127.0.0.1:7880') == 'http://127.0.0.1:7880/'
-    assert doctor._http_url('wss://u:pw@lk.example.com/rtc?access_token=abc') == 'https://lk.example.com/'
-    assert doctor._display_url('wss://u:pw@lk.example.com/rtc?access_token=abc') == 'wss://lk.example.com/rtc'
-    result = doctor.check_server(Context(url='ftp://example.com'))
+    assert doctor_room_checks._http_url('ws://127.0.0.1:7880') == 'http://127.0.0.1:7880/'
+    assert doctor_room_checks._http_url('wss://u:pw@lk.example.com/rtc?access_token=abc') == 'https://lk.example.com/'
+    assert (
+        doctor_room_checks._display_url('wss://u:pw@lk.example.com/rtc?access_token=abc') == 'wss://lk.example.com/rtc'
+    )
+    result = doctor_room_checks.check_server(Context(url='ftp://example.com'))
     assert result.status == FAIL and 'ws://host:port' in result.message
 
 
@@ -421,18 +425,18 @@ def test_url_mapping_and_bad_schemes():
 
 
 def test_no_credentials_fail():
-    result = doctor.check_credentials(Context(environ={}))
+    result = doctor_room_checks.check_credentials(Context(environ={}))
     assert result.status == FAIL and 'no LiveKit credentials' in result.message
 
 
 def test_key_without_secret_names_what_is_missing():
-    result = doctor.check_credentials(Context(environ={'LIVEKIT_API_KEY': KEY}))
+    result = doctor_room_checks.check_credentials(Context(environ={'LIVEKIT_API_KEY': KEY}))
     assert result.status == FAIL and 'LIVEKIT_API_SECRET is not' in result.message
 
 
 def test_api_key_and_secret_are_reported_by_kind_only():
     ctx = Context(environ={'LIVEKIT_API_KEY': KEY, 'LIVEKIT_API_SECRET': SECRET})
-    result = doctor.check_credentials(ctx)
+    result = doctor_room_checks.check_credentials(ctx)
     assert result.status == OK and 'API key and secret from LIVEKIT_API_KEY and LIVEKIT_API_SECRET' in result.message
     assert not leaks(SECRET, result.message) and KEY not in result.message
     assert SECRET in ctx.secrets  # what the output is scrubbed of
@@ -440,7 +444,7 @@ def test_api_key_and_secret_are_reported_by_kind_only():
 
 def test_valid_token_names_identity_room_and_expiry_not_the_token():
     jwt = token(identity='robot', room='lab')
-    result = doctor.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}))
+    result = doctor_room_checks.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}))
     assert result.status == OK, result
     assert "token from LIVEKIT_TOKEN (identity 'robot', room 'lab', expires in 0 h 59 min" in result.message
     assert not leaks(jwt.split('.')[2], result.message)
@@ -449,7 +453,7 @@ def test_valid_token_names_identity_room_and_expiry_not_the_token():
 def test_expired_token_fails():
     jwt = token(ttl=datetime.timedelta(seconds=1))
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30)
-    result = doctor.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}, now=lambda: later))
+    result = doctor_room_checks.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}, now=lambda: later))
     assert result.status == FAIL and 'expired' in result.message and not leaks(jwt.split('.')[2], result.message)
 
 
@@ -460,7 +464,7 @@ def test_token_without_portal_grants_fails():
         .with_grants(api.VideoGrants(room_join=True, room='lab'))
         .to_jwt()
     )
-    result = doctor.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}))
+    result = doctor_room_checks.check_credentials(Context(environ={'LIVEKIT_TOKEN': jwt}))
     assert result.status == FAIL and 'lacks the grant(s) canUpdateOwnMetadata' in result.message
 
 
@@ -468,10 +472,10 @@ def test_credentials_file_ok_when_private_warns_when_readable(tmp_path):
     path = tmp_path / 'creds.yaml'
     path.write_text(f'api_key: {KEY}\napi_secret: {SECRET}\n')
     path.chmod(0o600)
-    result = doctor.check_credentials(Context(environ={}, credentials_file=str(path)))
+    result = doctor_room_checks.check_credentials(Context(environ={}, credentials_file=str(path)))
     assert result.status == OK and f'credentials_file {path}' in result.message
     path.chmod(0o644)
-    result = doctor.check_credentials(Context(environ={}, credentials_file=str(path)))
+    result = doctor_room_checks.check_credentials(Context(environ={}, credentials_file=str(path)))
     assert result.status == WARN and f'chmod 600 {path}' in result.message and not leaks(SECRET, result.message)
 
 
@@ -485,7 +489,7 @@ def test_credentials_file_ok_when_private_warns_when_readable(tmp_path):
 def test_credentials_file_errors_never_quote_the_file(tmp_path, content, text):
     path = tmp_path / 'creds'
     path.write_text(content)
-    result = doctor.check_credentials(Context(environ={}, credentials_file=str(path)))
+    result = doctor_room_checks.check_credentials(Context(environ={}, credentials_file=str(path)))
     assert result.status == FAIL and text in result.message and not leaks(SECRET, result.message)
 
 
@@ -506,13 +510,15 @@ def test_secret_and_token_never_printed_text_or_json(clean_env, capsys, http_ser
 def test_a_check_that_leaks_is_scrubbed(monkeypatch):
     jwt = token()
     leaky = (('leak', 'Leak', lambda ctx: Result(OK, f'secret {SECRET} token {jwt}')),)
-    monkeypatch.setattr(doctor, 'CHECKS', (('credentials', 'Credentials', doctor.check_credentials), *leaky))
+    monkeypatch.setattr(
+        doctor, 'CHECKS', (('credentials', 'Credentials', doctor_room_checks.check_credentials), *leaky)
+    )
     rows = doctor.run_checks(Context(environ={'LIVEKIT_API_KEY': KEY, 'LIVEKIT_API_SECRET': SECRET}))
     assert rows[1]['message'] == 'secret <redacted> token <token>'
 
 
 def test_short_dev_secrets_do_not_blank_ordinary_words(monkeypatch):
-    monkeypatch.setattr(doctor, 'CHECKS', (('credentials', 'Credentials', doctor.check_credentials),))
+    monkeypatch.setattr(doctor, 'CHECKS', (('credentials', 'Credentials', doctor_room_checks.check_credentials),))
     rows = doctor.run_checks(Context(environ={'LIVEKIT_API_KEY': 'devkey', 'LIVEKIT_API_SECRET': 'secret'}))
     message = {r['check']: r['message'] for r in rows}['credentials']
     assert message.startswith('API key and secret from LIVEKIT_API_KEY and LIVEKIT_API_SECRET')
@@ -523,18 +529,18 @@ def test_short_dev_secrets_do_not_blank_ordinary_words(monkeypatch):
 
 def test_livekit_server_binary_missing_only_warns(monkeypatch):
     monkeypatch.setattr(doctor_room_checks, 'find_livekit_server', lambda: None)
-    assert doctor.check_livekit_server(Context()).status == WARN
+    assert doctor_room_checks.check_livekit_server(Context()).status == WARN
     monkeypatch.setattr(doctor_room_checks, 'find_livekit_server', lambda: '/opt/lk/livekit-server')
-    result = doctor.check_livekit_server(Context())
+    result = doctor_room_checks.check_livekit_server(Context())
     assert result == Result(OK, 'livekit-server at /opt/lk/livekit-server')
 
 
 def test_contract_default_loads_and_a_broken_one_fails(tmp_path):
-    result = doctor.check_contract(Context())
+    result = doctor_room_checks.check_contract(Context())
     assert result.status == OK and 'state 0x' in result.message
     bad = tmp_path / 'portal.yaml'
     bad.write_text('version: 99\n')
-    result = doctor.check_contract(Context(contract_file=str(bad)))
+    result = doctor_room_checks.check_contract(Context(contract_file=str(bad)))
     assert result.status == FAIL and str(bad) in result.message
 
 

@@ -24,55 +24,14 @@ import yaml
 
 __all__ = ['CHECKS', 'Context', 'Result', 'main', 'run_checks']
 
-from .doctor_base import (  # noqa: F401 - one namespace for the command and its tests
-    BOTH_DISCOVERY_DISTROS,
-    DEFAULT_URL,
-    DISCOVERY_RANGES,
-    DISTRO_PYTHON,
-    FAIL,
-    FASTDDS_DEFAULT_SEGMENT,
-    HTTP_TIMEOUT_S,
-    LOCALHOST_ONLY_DISTROS,
-    MIN_PROFILE_SEGMENT,
-    MIN_SHM_FREE,
-    NUMPY_ABI_MARKERS,
-    OK,
-    PIP_LIVEKIT,
-    RCLPY_MAJOR_DISTRO,
-    SHM_PATH,
-    TESTED_RANGES,
-    WARN,
-    Context,
-    Result,
-    _first_line,
-    ros_distro,
-)
-from .doctor_install_checks import (  # noqa: F401 - one namespace for the command and its tests
-    check_livekit,
-    check_msgs,
-    check_numpy,
-)
-from .doctor_room_checks import (  # noqa: F401 - one namespace for the command and its tests
-    _display_url,
-    _http_url,
-    check_contract,
-    check_credentials,
-    check_livekit_server,
-    check_server,
-    default_contract_path,
-)
-from .doctor_ros_checks import (  # noqa: F401 - one namespace for the command and its tests
-    check_discovery,
-    check_rmw,
-    check_ros,
-    check_shm,
-    fastdds_profile_status,
-    summarize_profile,
-)
+from . import doctor_install_checks, doctor_room_checks, doctor_ros_checks  # noqa: F401 - they register their checks
+from .doctor_base import DEFAULT_URL, FAIL, OK, REGISTRY, WARN, Context, Result, _first_line, check
+from .doctor_room_checks import _display_url, default_contract_path
 
 _JWT = re.compile(r'eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+')
 
 
+@check('settings', 'Settings')
 def check_settings(ctx: Context) -> Result:
     where = f'{_display_url(ctx.url)} (from {ctx.url_source})'
     creds = f'{ctx.credentials_file} (from {ctx.credentials_source})' if ctx.credentials_file else 'environment'
@@ -83,20 +42,9 @@ def check_settings(ctx: Context) -> Result:
     return Result(OK, line)
 
 
-CHECKS: tuple[tuple[str, str, Callable[[Context], Result]], ...] = (
-    ('settings', 'Settings', check_settings),
-    ('ros', 'ROS 2 and Python', check_ros),
-    ('rmw', 'RMW and Fast DDS profile', check_rmw),
-    ('shm', 'Shared memory', check_shm),
-    ('discovery', 'Discovery', check_discovery),
-    ('livekit', 'LiveKit SDK', check_livekit),
-    ('numpy', 'numpy and cv_bridge/OpenCV', check_numpy),
-    ('msgs', 'portal_bridge_msgs', check_msgs),
-    ('contract', 'Wire contract', check_contract),
-    ('server', 'LiveKit server', check_server),
-    ('credentials', 'Credentials', check_credentials),
-    ('livekit_server', 'livekit-server (demo)', check_livekit_server),
-)
+# The order the checks run and print in; each check registers itself with @check.
+ORDER = 'settings ros rmw shm discovery livekit numpy msgs contract server credentials livekit_server'.split()
+CHECKS: tuple[tuple[str, str, Callable[[Context], Result]], ...] = tuple((key, *REGISTRY[key]) for key in ORDER)
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:
@@ -113,9 +61,9 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
 
 def run_checks(ctx: Context) -> list[dict[str, str]]:
     rows = []
-    for key, title, check in CHECKS:
+    for key, title, run_check in CHECKS:
         try:
-            result = check(ctx)
+            result = run_check(ctx)
         except Exception as exc:  # a broken check reports itself, the others still run
             result = Result(FAIL, f'the check itself failed: {type(exc).__name__}: {_first_line(exc)}')
         rows.append({'check': key, 'title': title, 'status': result.status, 'message': result.message})

@@ -13,6 +13,8 @@ import re
 from typing import Callable, Mapping, Optional
 
 __all__ = [
+    'REGISTRY',
+    'check',
     'Result',
     'Context',
     'ros_distro',
@@ -155,3 +157,17 @@ def _guess_distro_dirs() -> list[str]:
         return sorted(p.name for p in Path('/opt/ros').iterdir() if (p / 'setup.bash').is_file())
     except OSError:
         return []
+
+
+# Every check by key: (title, function). Filled by @check where each check is defined.
+REGISTRY: dict[str, tuple[str, Callable[[Context], Result]]] = {}
+
+
+def check(key: str, title: str) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
+    """Register a check under ``key`` (its name in --json output) with the title it prints."""
+
+    def register(fn: Callable[[Context], Result]) -> Callable[[Context], Result]:
+        REGISTRY[key] = (title, fn)
+        return fn
+
+    return register

@@ -23,10 +23,15 @@ from .doctor_base import (
     _dist_version,
     _first_line,
     _release,
+    check,
     ros_distro,
 )
 
-__all__ = ['check_livekit', 'check_numpy', 'check_msgs']
+__all__ = [
+    'check_livekit',
+    'check_numpy',
+    'check_msgs',
+]
 
 
 def _install_livekit_hint(ctx: Context) -> str:
@@ -38,6 +43,7 @@ def _install_livekit_hint(ctx: Context) -> str:
     )
 
 
+@check('livekit', 'LiveKit SDK')
 def check_livekit(ctx: Context) -> Result:
     for module in ('livekit.rtc', 'livekit.api'):
         try:
@@ -94,6 +100,7 @@ def _user_site_shadow(numpy_file: str) -> Optional[str]:
     return None
 
 
+@check('numpy', 'numpy and cv_bridge/OpenCV')
 def check_numpy(ctx: Context) -> Result:
     try:
         numpy = importlib.import_module('numpy')
@@ -131,6 +138,7 @@ def check_numpy(ctx: Context) -> Result:
     return Result(status, ', '.join(parts))
 
 
+@check('msgs', 'portal_bridge_msgs')
 def check_msgs(ctx: Context) -> Result:
     try:
         msg = importlib.import_module('portal_bridge_msgs.msg')

@@ -20,9 +20,16 @@ from .doctor_base import (
     Result,
     _ament_share,
     _first_line,
+    check,
 )
 
-__all__ = ['default_contract_path', 'check_contract', 'check_server', 'check_credentials', 'check_livekit_server']
+__all__ = [
+    'default_contract_path',
+    'check_contract',
+    'check_server',
+    'check_credentials',
+    'check_livekit_server',
+]
 
 
 def default_contract_path() -> str:
@@ -32,6 +39,7 @@ def default_contract_path() -> str:
     return os.path.normpath(os.path.join(os.path.dirname(__file__), '..', 'config', 'portal.yaml'))
 
 
+@check('contract', 'Wire contract')
 def check_contract(ctx: Context) -> Result:
     path = ctx.contract_file or default_contract_path()
     try:
@@ -60,6 +68,7 @@ def _display_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rsplit('@', 1)[-1], parts.path, '', ''))
 
 
+@check('server', 'LiveKit server')
 def check_server(ctx: Context) -> Result:
     try:
         http_url = _http_url(ctx.url)
@@ -109,6 +118,7 @@ def _safe_credentials_error(message: str, path: str) -> str:
     return message
 
 
+@check('credentials', 'Credentials')
 def check_credentials(ctx: Context) -> Result:
     env = ctx.environ
     ctx.secrets.extend(v for v in (env.get('LIVEKIT_TOKEN'), env.get('LIVEKIT_API_SECRET')) if v)
@@ -163,6 +173,7 @@ def check_credentials(ctx: Context) -> Result:
     return Result(status, '; '.join([line, *notes]))
 
 
+@check('livekit_server', 'livekit-server (demo)')
 def check_livekit_server(ctx: Context) -> Result:
     found = find_livekit_server()
     if found is None:

@@ -32,12 +32,21 @@ from .doctor_base import (
     _guess_distro_dirs,
     _mb,
     _worst,
+    check,
     ros_distro,
 )
 
-__all__ = ['check_ros', 'check_rmw', 'fastdds_profile_status', 'summarize_profile', 'check_shm', 'check_discovery']
+__all__ = [
+    'check_ros',
+    'check_rmw',
+    'fastdds_profile_status',
+    'summarize_profile',
+    'check_shm',
+    'check_discovery',
+]
 
 
+@check('ros', 'ROS 2 and Python')
 def check_ros(ctx: Context) -> Result:
     python = '.'.join(map(str, sys.version_info[:3]))
     distro, how = ros_distro(ctx.environ)
@@ -68,6 +77,7 @@ def check_ros(ctx: Context) -> Result:
     return Result(OK, f'ROS_DISTRO unset ({how}: {name}), Python {python}, rclpy from {where}')
 
 
+@check('rmw', 'RMW and Fast DDS profile')
 def check_rmw(ctx: Context) -> Result:
     env = ctx.environ
     rmw = env.get('RMW_IMPLEMENTATION', '').strip()
@@ -187,6 +197,7 @@ def summarize_profile(path: str) -> tuple[str, str]:
     return status, ', '.join(parts)
 
 
+@check('shm', 'Shared memory')
 def check_shm(ctx: Context) -> Result:
     if not os.path.isdir(SHM_PATH):
         return Result(
@@ -206,6 +217,7 @@ def check_shm(ctx: Context) -> Result:
     return Result(OK, f'{SHM_PATH}: {_mb(free)} free of {_mb(total)}')
 
 
+@check('discovery', 'Discovery')
 def check_discovery(ctx: Context) -> Result:
     env = ctx.environ
     rng = env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', '').strip()

@@ -20,17 +20,18 @@ class CommandType:
     simulated robot follows it). ``timeout_policies``: the ``on_timeout`` values that are safe;
     ``hold_resends``: whether ``hold`` re-sends the last command (a trajectory controller holds
     its last point by itself, and re-sending a trajectory restarts it); ``default_interface``:
-    what the command drives, which decides the e-stop's safe command.
+    what the command drives, which decides the e-stop's safe command. The defaults suit a
+    position command: every policy allowed, hold re-sends.
     """
 
     name: str
     message: type
     default_topic: str
-    timeout_policies: tuple[str, ...]
-    hold_resends: bool
-    default_interface: str
     build: Callable[[Sequence[str], Sequence[float]], Any]
     follow: Callable[[Any, Sequence[str]], tuple[list[str], list[float]]]
+    timeout_policies: tuple[str, ...] = ('hold', 'zero', 'stop')
+    hold_resends: bool = True
+    default_interface: str = 'position'
     trajectory: Optional[Callable[[Sequence[str], Sequence[Sequence[float]], float, float], Any]] = None
     stop_here: Optional[Callable[[Sequence[str]], Any]] = None
     joint_based: bool = True

@@ -18,13 +18,4 @@ def follow(msg: Float64MultiArray, command_joints: Sequence[str]) -> tuple[list[
     return list(command_joints), list(msg.data)
 
 
-TYPE = CommandType(
-    name='float64_multi_array',
-    message=Float64MultiArray,
-    default_topic='/forward_position_controller/commands',
-    timeout_policies=('hold', 'zero', 'stop'),
-    hold_resends=True,
-    default_interface='position',
-    build=build,
-    follow=follow,
-)
+TYPE = CommandType('float64_multi_array', Float64MultiArray, '/forward_position_controller/commands', build, follow)

@@ -18,13 +18,4 @@ def follow(msg: JointState, command_joints: Sequence[str]) -> tuple[list[str], l
     return list(msg.name), list(msg.position)
 
 
-TYPE = CommandType(
-    name='joint_state',
-    message=JointState,
-    default_topic='/joint_command',
-    timeout_policies=('hold', 'zero', 'stop'),
-    hold_resends=True,
-    default_interface='position',
-    build=build,
-    follow=follow,
-)
+TYPE = CommandType('joint_state', JointState, '/joint_command', build, follow)

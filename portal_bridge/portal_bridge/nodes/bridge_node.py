@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+import dataclasses
 import os
 import threading
 import time
@@ -323,15 +324,37 @@ class BridgeNode(Node):
 
     def _diag_rtt(self):
         r = self.session.metrics().rtt
-        values = {
-            'rtt_us_last': r.rtt_us_last,
-            'rtt_us_mean': r.rtt_us_mean,
-            'rtt_us_p95': r.rtt_us_p95,
-            'pings_sent': r.pings_sent,
-            'pongs_received': r.pongs_received,
-            'pongs_ignored': r.pongs_ignored,
-        }
+        values = dataclasses.asdict(r)  # every field of RttMetrics, under its own name
         return OK, 'no samples yet' if r.rtt_us_last is None else f'{r.rtt_us_last / 1000:.1f} ms', values
+
+    def add_diagnostics(self, **tasks: Callable[[], tuple]) -> None:
+        """Register the node's own tasks after the ones every bridge has.
+
+        Every bridge reports ``transport`` (its ``_diag_transport``), ``rtt``, ``latency`` (its
+        ``self.latency`` probes) and ``conversion`` (its counters, :mod:`..ros.counters`).
+        """
+        common = {
+            'transport': self._diag_transport,
+            'rtt': self._diag_rtt,
+            'latency': lambda: self.diag_latency(self.latency),
+            'conversion': self._diag_conversion,
+        }
+        for name, task in {**common, **tasks}.items():
+            self.diagnostics.add(name, task)
+
+    def transport_values(self, frames: str, per_track: dict[str, str], scalars: tuple[str, ...]) -> dict:
+        """The `transport` task's values, named after :class:`TransportMetrics` fields.
+
+        fps per track (from the ``frames`` counters), the ``per_track`` fields under their suffix,
+        the ``scalars`` fields, and the drops by reason.
+        """
+        t = self.session.metrics().transport
+        values = {f'{k}.fps': v for k, v in self.rates('frames', getattr(t, frames)).items()}
+        for field_name, suffix in per_track.items():
+            values.update({f'{k}.{suffix}': v for k, v in getattr(t, field_name).items()})
+        values.update({name: getattr(t, name) for name in scalars})
+        values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
+        return values
 
     def diag_latency(self, rings):
         """The `latency` task: p50/p95 (µs) of each of the node's latency probes."""

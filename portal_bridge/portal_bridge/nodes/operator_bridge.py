@@ -180,13 +180,7 @@ class OperatorBridge(BridgeNode):
         srv.create_service(CallRpc, '~/call_rpc', self._srv_call_rpc)
         if self.auto_claim:
             self.loop.submit(self._auto_claim_loop())
-        d = self.diagnostics
-        d.add('sync', self._diag_sync)
-        d.add('transport', self._diag_transport)
-        d.add('rtt', self._diag_rtt)
-        d.add('gate', self._diag_gate)
-        d.add('conversion', self._diag_conversion)
-        d.add('latency', lambda: self.diag_latency(self.latency))
+        self.add_diagnostics(sync=self._diag_sync, gate=self._diag_gate)
         self.start_session(op)
 
     # -- outputs (published from the LiveKit thread) ----------------------------------------------
@@ -397,17 +391,9 @@ class OperatorBridge(BridgeNode):
 
     def _diag_transport(self):
         t = self.operator.metrics().transport
-        rates = self.rates('frames', t.frames_received)
-        values = {f'{k}.fps': v for k, v in rates.items()}
-        values.update({f'{k}.frames_received': v for k, v in t.frames_received.items()})
-        values.update({f'{k}.jitter_us': v for k, v in t.frame_jitter_us.items()})
-        values.update(
-            states_received=t.states_received,
-            state_jitter_us=t.state_jitter_us,
-            actions_sent=t.actions_sent,
-            action_chunks_sent=t.action_chunks_sent,
-        )
-        values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
+        scalars = ('states_received', 'state_jitter_us', 'actions_sent', 'action_chunks_sent')
+        per_track = {'frames_received': 'frames_received', 'frame_jitter_us': 'jitter_us'}
+        values = self.transport_values('frames_received', per_track, scalars)
         return OK, f'{t.states_received} states received', values
 
     def _diag_gate(self):

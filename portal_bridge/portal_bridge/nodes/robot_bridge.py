@@ -292,15 +292,9 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
                 f"allowed_operators is empty: anyone who can join room '{self.room}' may take control and drive "
                 'this robot; list the identities that may drive in allowed_operators'
             )
-        d = self.diagnostics
-        d.add('transport', self._diag_transport)
-        d.add('rtt', self._diag_rtt)
-        d.add('policy', self._diag_policy)
-        d.add('gate', self._diag_gate)
-        d.add('safety', self._diag_safety)
-        d.add('latency', lambda: self.diag_latency(self.latency))
-        d.add('conversion', self._diag_conversion)
-        d.add('inputs', self._diag_inputs)
+        self.add_diagnostics(
+            policy=self._diag_policy, gate=self._diag_gate, safety=self._diag_safety, inputs=self._diag_inputs
+        )
         self.create_timer(1.0, self.guarded(self._check_inputs))
         self.start_session(self.robot)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..control.safety import SafetyState
 from ..ros.diagnostics import ERROR, OK, WARN
 
@@ -14,27 +16,15 @@ class RobotDiagnostics:
     # -- diagnostics -----------------------------------------------------------------------------
     def _diag_transport(self):
         t = self.robot.metrics().transport
-        rates = self.rates('frames', t.frames_sent)
-        values = {f'{k}.fps': v for k, v in rates.items()}
-        values.update({f'{k}.frames_sent': v for k, v in t.frames_sent.items()})
-        values.update({f'{k}.dropped_publisher_full': v for k, v in t.frames_dropped_publisher_full.items()})
-        values.update(
-            states_sent=t.states_sent,
-            states_skipped_rate=self.states_skipped,
-            actions_received=t.actions_received,
-            action_chunks_received=t.action_chunks_received,
-            action_jitter_us=t.action_jitter_us,
-        )
-        values.update({f'dropped.{k}': v for k, v in t.dropped.items()})
+        scalars = ('states_sent', 'actions_received', 'action_chunks_received', 'action_jitter_us')
+        per_track = {'frames_sent': 'frames_sent', 'frames_dropped_publisher_full': 'dropped_publisher_full'}
+        values = self.transport_values('frames_sent', per_track, scalars)
+        values['states_skipped'] = self.states_skipped  # by state_rate_hz
         return OK, f'{t.states_sent} states sent', values
 
     def _diag_policy(self):
         p = self.robot.metrics().policy
-        values = {
-            'e2e_us_p50': p.e2e_us_p50,
-            'e2e_us_p95': p.e2e_us_p95,
-            'correlated_received': p.correlated_received,
-        }
+        values = dataclasses.asdict(p)  # every field of PolicyMetrics, under its own name
         msg = 'no correlated actions' if p.e2e_us_p50 is None else f'e2e p50 {p.e2e_us_p50 / 1000:.1f} ms'
         return OK, msg, values
 

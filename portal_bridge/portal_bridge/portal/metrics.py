@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+import functools
 import math
 import threading
 from typing import Iterable, Optional
@@ -242,25 +243,16 @@ class MetricsRecorder:
         with self._lock:
             self.frames_dropped_publisher_full[track] += 1
 
-    def state_sent(self) -> None:
+    def _bump(self, counter: str) -> None:
         with self._lock:
-            self.states_sent += 1
+            setattr(self, counter, getattr(self, counter) + 1)
 
-    def action_sent(self) -> None:
-        with self._lock:
-            self.actions_sent += 1
-
-    def action_chunk_sent(self) -> None:
-        with self._lock:
-            self.action_chunks_sent += 1
-
-    def ping_sent(self) -> None:
-        with self._lock:
-            self.pings_sent += 1
-
-    def pong_ignored(self) -> None:
-        with self._lock:
-            self.pongs_ignored += 1
+    # One event, one scalar counter.
+    state_sent = functools.partialmethod(_bump, 'states_sent')
+    action_sent = functools.partialmethod(_bump, 'actions_sent')
+    action_chunk_sent = functools.partialmethod(_bump, 'action_chunks_sent')
+    ping_sent = functools.partialmethod(_bump, 'pings_sent')
+    pong_ignored = functools.partialmethod(_bump, 'pongs_ignored')
 
     def frame_received(self, track: str, send_us: int, recv_us: int, nbytes: int = 0) -> None:
         with self._lock:

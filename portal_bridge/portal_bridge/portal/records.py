@@ -24,14 +24,10 @@ def typed_map(fields: Sequence[FieldSpec], raw: Sequence[float]) -> dict[str, bo
     return {f.name: typed_value(f.dtype, v) for f, v in zip(fields, raw)}
 
 
-@dataclass(frozen=True, slots=True)
-class State:
-    """A robot state: ``raw`` holds the f64 values in contract order."""
+class _RawValues:
+    """``raw_values``: the f64 values by field name (for records with ``names`` and ``raw``)."""
 
-    values: dict[str, bool | int | float]
-    raw: tuple[float, ...]
-    timestamp_us: int
-    names: tuple[str, ...] = ()
+    __slots__ = ()
 
     @property
     def raw_values(self) -> dict[str, float]:
@@ -39,7 +35,17 @@ class State:
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
+class State(_RawValues):
+    """A robot state: ``raw`` holds the f64 values in contract order."""
+
+    values: dict[str, bool | int | float]
+    raw: tuple[float, ...]
+    timestamp_us: int
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action(_RawValues):
     """An action that passed the gate (or a self-echo); ``in_reply_to_ts_us`` None when unset."""
 
     values: dict[str, bool | int | float]
@@ -48,10 +54,6 @@ class Action:
     sender: str
     in_reply_to_ts_us: Optional[int]
     names: tuple[str, ...] = ()
-
-    @property
-    def raw_values(self) -> dict[str, float]:
-        return dict(zip(self.names, self.raw))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,19 +18,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from livekit import rtc
 import numpy as np
 
+from .. import protocol
 from ..errors import NoPeer, NotConnected, UnknownVideoTrack
 from ..frames import VideoFrame
-from ..protocol import (
-    ACTIVE_OPERATOR_ATTR,
-    EXECUTED_ATTR,
-    SET_ACTIVE_OPERATOR_RPC,
-    TOPIC_ACTION,
-    TOPIC_ACTION_CHUNK,
-    TOPIC_EXECUTED,
-    TOPIC_EXECUTED_CHUNK,
-    TOPIC_FRAME_VIDEO,
-    TOPIC_STATE,
-)
 from ..records import Action, Observation, State, typed_map
 from ..room.events import Listeners
 from ..room.send_queue import DATA_QUEUE_CAPACITY, SendQueue, send_stream
@@ -105,29 +95,29 @@ class Operator(ActionInbox, PortalSession):
 
     def _data_handlers(self):
         handlers = super()._data_handlers()
-        handlers[TOPIC_STATE] = self._on_state_packet
+        handlers[protocol.TOPIC_STATE] = self._on_state_packet
         if self.contract.action_subscription:
-            handlers[TOPIC_ACTION] = self._on_action_packet
-            handlers[TOPIC_EXECUTED] = self._on_executed
+            handlers[protocol.TOPIC_ACTION] = self._on_action_packet
+            handlers[protocol.TOPIC_EXECUTED] = self._on_executed
         return handlers
 
     def _stream_handlers(self):
-        handlers = {TOPIC_FRAME_VIDEO: self._video.on_frame_stream}
+        handlers = {protocol.TOPIC_FRAME_VIDEO: self._video.on_frame_stream}
         if self.contract.action_subscription:
-            handlers[TOPIC_ACTION_CHUNK] = self._on_chunk_stream
-            handlers[TOPIC_EXECUTED_CHUNK] = self._on_executed
+            handlers[protocol.TOPIC_ACTION_CHUNK] = self._on_chunk_stream
+            handlers[protocol.TOPIC_EXECUTED_CHUNK] = self._on_executed
         return handlers
 
     def _stream_size_limit(self, topic: str) -> int:
-        if topic == TOPIC_FRAME_VIDEO:  # header + name + 65535 x 65535 RGB cannot fit anyway
+        if topic == protocol.TOPIC_FRAME_VIDEO:  # header + name + 65535 x 65535 RGB cannot fit anyway
             return 256 * 1024 * 1024
         return super()._stream_size_limit(topic)
 
     def _accept_stream(self, topic: str, sender: str) -> bool:
         # Frames and executed records are only ever the robot's: anyone else's are not buffered at all.
-        if topic == TOPIC_FRAME_VIDEO:
+        if topic == protocol.TOPIC_FRAME_VIDEO:
             return self._from_robot(sender, 'frame video')
-        if topic == TOPIC_EXECUTED_CHUNK:
+        if topic == protocol.TOPIC_EXECUTED_CHUNK:
             return self._from_robot(sender, 'executed chunk')
         return True
 
@@ -143,7 +133,9 @@ class Operator(ActionInbox, PortalSession):
 
             async def send_action(payload: bytes) -> None:
                 if self._room is not None:
-                    await self._room.local_participant.publish_data(payload, reliable=reliable, topic=TOPIC_ACTION)
+                    await self._room.local_participant.publish_data(
+                        payload, reliable=reliable, topic=protocol.TOPIC_ACTION
+                    )
 
             self._outbox.start_drainer('action', self._action_queue, send_action)
         for name in self._chunk_by_name:
@@ -157,7 +149,7 @@ class Operator(ActionInbox, PortalSession):
     def _chunk_sender(self, name: str):
         async def send(payload: bytes) -> None:
             if self._room is not None:
-                await send_stream(self._room.local_participant, TOPIC_ACTION_CHUNK, name, payload)
+                await send_stream(self._room.local_participant, protocol.TOPIC_ACTION_CHUNK, name, payload)
 
         return send
 
@@ -179,8 +171,8 @@ class Operator(ActionInbox, PortalSession):
         self._clear_inbox()
 
     def _on_robot_attributes(self, attributes: dict[str, str]) -> None:
-        self._robot_echoes = attributes.get(EXECUTED_ATTR) == '1'
-        self._update_active(attributes.get(ACTIVE_OPERATOR_ATTR) or None)
+        self._robot_echoes = attributes.get(protocol.EXECUTED_ATTR) == '1'
+        self._update_active(attributes.get(protocol.ACTIVE_OPERATOR_ATTR) or None)
 
     # -- receive: state ---------------------------------------------------------------------------
     def _from_robot(self, sender: str, what: str) -> bool:
@@ -377,7 +369,7 @@ class Operator(ActionInbox, PortalSession):
         """Ask the robot to hand control to ``identity`` (None: nobody). RpcCallError if refused."""
         self._require_room()
         robot = await self._resolve_robot()
-        await self.perform_rpc(SET_ACTIVE_OPERATOR_RPC, identity or '', destination=robot)
+        await self.perform_rpc(protocol.SET_ACTIVE_OPERATOR_RPC, identity or '', destination=robot)
 
     async def claim_control(self) -> None:
         """Make this operator the active one."""

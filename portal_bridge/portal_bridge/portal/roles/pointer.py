@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Optional
 
-from livekit import rtc
-
-from ..metrics import MetricsRecorder
 from ..protocol import ACTIVE_OPERATOR_ATTR
 from ..room.attributes import write_attributes
-from ..room.events import LogOnce, TaskSet
+from ..room.events import SessionParts
 
 __all__ = ['PointerWriter', 'POINTER_WRITE_TIMEOUT_S', 'POINTER_CONFIRM_S']
 
@@ -31,19 +28,11 @@ class PointerWriter:
 
     def __init__(
         self,
-        room: Callable[[], Optional[rtc.Room]],
         pointer: Callable[[], Optional[str]],
-        metrics: MetricsRecorder,
-        tasks: TaskSet,
-        log_once: LogOnce,
-        label: str,
+        parts: SessionParts,
     ) -> None:
-        self._room = room
         self._pointer = pointer
-        self._metrics = metrics
-        self._tasks = tasks
-        self._log_once = log_once
-        self._label = label
+        self._parts = parts
         self._confirmed: Optional[str] = None  # the pointer value the room last acknowledged
         self._task: Optional[asyncio.Task] = None
         self._synced = asyncio.Event()
@@ -71,15 +60,15 @@ class PointerWriter:
 
     def kick(self) -> None:
         """Start the writer if the room does not have the current pointer yet."""
-        if self._room() is None or self.confirmed():
+        if self._parts.room() is None or self.confirmed():
             return
         if self._task is None or self._task.done():
-            self._task = self._tasks.spawn(self._write(), 'pointer-writer')
+            self._task = self._parts.tasks.spawn(self._write(), 'pointer-writer')
 
     async def _write(self) -> None:
         delay = 0.1
         while True:
-            room = self._room()
+            room = self._parts.room()
             want = self._want()
             if room is None or self._confirmed == want:
                 self._synced.set()
@@ -90,19 +79,19 @@ class PointerWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._metrics.drop('pointer-write-retry')
-                self._log_once(
+                self._parts.metrics.drop('pointer-write-retry')
+                self._parts.log_once(
                     'pointer-write-retry',
                     "[%s] writing active operator '%s' to the room failed (%s); the gate already uses it, "
                     'retrying until the room agrees',
-                    self._label,
+                    self._parts.label,
                     want,
                     exc,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if room is self._room():
+            if room is self._parts.room():
                 self._confirmed = want
 
     async def confirm(self, timeout: float) -> bool:

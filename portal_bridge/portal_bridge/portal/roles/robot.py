@@ -102,9 +102,7 @@ class Robot(ActionInbox, PortalSession):
         self._capture_locks = {spec.name: threading.Lock() for spec in self.contract.webrtc_videos}
         self._last_capture = {spec.name: 0.0 for spec in self.contract.webrtc_videos}
         self._lockout: Optional[str] = None
-        self._pointer = PointerWriter(
-            lambda: self._room, lambda: self._active, self._metrics, self._tasks, self._log_once, self.label
-        )
+        self._pointer = PointerWriter(lambda: self._active, self._parts)
 
     # -- setup ------------------------------------------------------------------------------------
     def _builtin_rpc(self) -> dict[str, RpcHandler]:

@@ -10,11 +10,17 @@ lost with it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable, Optional
 
-__all__ = ['Listeners', 'TaskSet', 'LogOnce']
+if TYPE_CHECKING:
+    from livekit import rtc
+
+    from ..metrics import MetricsRecorder
+
+__all__ = ['Listeners', 'TaskSet', 'LogOnce', 'SessionParts']
 
 _LOG_ONCE_KEYS = 1024
 
@@ -109,3 +115,15 @@ class LogOnce:
         if len(self._seen) < _LOG_ONCE_KEYS:
             self._seen.add(key)
         self.log.log(level, msg, *args)
+
+
+@dataclass(frozen=True)
+class SessionParts:
+    """What a session's components share: its room (None between rooms), metrics, tasks and logs."""
+
+    room: Callable[[], Optional[rtc.Room]]
+    metrics: MetricsRecorder
+    tasks: TaskSet
+    log: logging.Logger
+    log_once: LogOnce
+    label: str

@@ -9,14 +9,12 @@ rebuilt from the room.
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterable, Optional
 
 from livekit import rtc
 
-from ..metrics import MetricsRecorder
 from ..protocol import ROLE_ATTR, ROLE_OPERATOR, ROLE_ROBOT
-from .events import Listeners, LogOnce, TaskSet
+from .events import Listeners, SessionParts
 
 __all__ = ['Roster']
 
@@ -27,19 +25,13 @@ class Roster:
     def __init__(
         self,
         own_identity: Callable[[], str],
-        room: Callable[[], Optional[rtc.Room]],
         on_robot_attributes: Callable[[dict[str, str]], None],
-        metrics: MetricsRecorder,
-        tasks: TaskSet,
-        log: logging.Logger,
-        log_once: LogOnce,
+        parts: SessionParts,
     ) -> None:
         self._own_identity = own_identity
-        self._room = room
         self._on_robot_attributes = on_robot_attributes
-        self._metrics = metrics
-        self.log = log
-        self._log_once = log_once
+        self._parts = parts
+        tasks = parts.tasks
         self.robot_identity: Optional[str] = None
         self.robot_arrivals = 0  # bumped whenever a robot joins (or rejoins) the room
         self.expected_robot: Optional[str] = None  # if set, only this identity is taken as the robot
@@ -85,11 +77,11 @@ class Roster:
             ok = ident == self.expected_robot
         else:
             current = self.robot_identity
-            room = self._room()
+            room = self._parts.room()
             ok = current is None or current == ident or room is None or current not in room.remote_participants
         if not ok:
-            self._metrics.drop('second-robot')
-            self._log_once(
+            self._parts.metrics.drop('second-robot')
+            self._parts.log_once(
                 f'second-robot-{ident}',
                 "[bad-payload] '%s' claims the robot role, but the robot is '%s'; ignored",
                 ident,

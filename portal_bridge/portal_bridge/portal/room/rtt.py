@@ -9,16 +9,12 @@ insertion-ordered dict (O(1) under a pong flood).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import Callable, Optional
+from typing import Callable
 
-from livekit import rtc
-
-from ..metrics import MetricsRecorder
 from ..protocol import TOPIC_RTT
 from ..wire.packets import RTT_PING, RTT_PONG, decode_rtt, encode_rtt
-from .events import TaskSet
+from .events import SessionParts
 
 __all__ = ['RttTracker', 'OWN_PINGS_REMEMBERED', 'now_us']
 
@@ -39,18 +35,12 @@ class RttTracker:
     def __init__(
         self,
         period_s: float,
-        room: Callable[[], Optional[rtc.Room]],
         connected: Callable[[], bool],
-        metrics: MetricsRecorder,
-        tasks: TaskSet,
-        log: logging.Logger,
+        parts: SessionParts,
     ) -> None:
         self.period_s = period_s
-        self._room = room
         self._connected = connected
-        self._metrics = metrics
-        self._tasks = tasks
-        self.log = log
+        self._parts = parts
         self._own_pings: dict[int, None] = {}  # insertion-ordered set
         self._pongs_pending = 0
 
@@ -62,15 +52,15 @@ class RttTracker:
         if self.period_s <= 0:
             return
         while True:
-            room = self._room()
+            room = self._parts.room()
             if room is not None and self._connected():
                 ts = now_us()
                 self.remember(ts)
                 try:
                     await room.local_participant.publish_data(encode_rtt(RTT_PING, ts), reliable=False, topic=TOPIC_RTT)
-                    self._metrics.ping_sent()
+                    self._parts.metrics.ping_sent()
                 except Exception as exc:
-                    self.log.debug('ping failed: %s', exc)
+                    self._parts.log.debug('ping failed: %s', exc)
             await asyncio.sleep(self.period_s)
 
     def remember(self, ts: int) -> None:
@@ -82,29 +72,29 @@ class RttTracker:
         """Handle one ``portal_rtt`` packet: answer a ping, or count a pong to one of ours."""
         packet = decode_rtt(data)
         if packet is None:
-            self._metrics.drop('bad-rtt')
+            self._parts.metrics.drop('bad-rtt')
             return
         kind, ts = packet
         if kind == RTT_PING:
-            if self._pongs_pending >= PONG_QUEUE or self._room() is None:
-                self._metrics.drop('pong-backlog')  # a ping flood: answer what the queue holds
+            if self._pongs_pending >= PONG_QUEUE or self._parts.room() is None:
+                self._parts.metrics.drop('pong-backlog')  # a ping flood: answer what the queue holds
                 return
             self._pongs_pending += 1
-            self._tasks.spawn(self._pong(sender, ts), 'pong')
+            self._parts.tasks.spawn(self._pong(sender, ts), 'pong')
         elif self._own_pings.pop(ts, False) is None:  # one of ours (each is answered once)
-            self._metrics.rtt_sample(now_us() - ts)
+            self._parts.metrics.rtt_sample(now_us() - ts)
         else:
-            self._metrics.pong_ignored()  # another peer's round trip (Portal broadcasts pongs) or junk
+            self._parts.metrics.pong_ignored()  # another peer's round trip (Portal broadcasts pongs) or junk
 
     async def _pong(self, pinger: str, ts: int) -> None:
         try:
-            room = self._room()
+            room = self._parts.room()
             if room is not None:
                 dest = [pinger] if pinger else []
                 await room.local_participant.publish_data(
                     encode_rtt(RTT_PONG, ts), reliable=False, topic=TOPIC_RTT, destination_identities=dest
                 )
         except Exception as exc:
-            self.log.debug('pong failed: %s', exc)
+            self._parts.log.debug('pong failed: %s', exc)
         finally:
             self._pongs_pending -= 1

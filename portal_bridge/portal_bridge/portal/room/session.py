@@ -29,14 +29,14 @@ from ..metrics import MetricsRecorder, PortalMetrics
 from ..protocol import ROLE_ATTR, TOPIC_RTT
 from ..wire.contract import WireContract
 from .attributes import write_attributes
-from .events import Listeners, LogOnce, TaskSet
+from .events import Listeners, LogOnce, SessionParts, TaskSet
 from .reconnect import ConnectionState, Reconnector
 from .roster import Roster
 from .rpc import DEFAULT_RPC_TIMEOUT_S, RpcHandler, RpcInvocation, RpcTable, call
 from .rtt import RttTracker, now_us
 from .send_queue import Outbox
 from .streams import DEFAULT_STREAM_LIMIT, stream_reader
-from .tokens import credentials_from_env, redact_tokens, token_for
+from .tokens import CONNECT_KEYS, credentials_from_env, redact_tokens, token_for
 
 __all__ = ['ConnectionState', 'PortalSession', 'RpcInvocation', 'now_us', 'ATTRIBUTE_WRITE_TIMEOUT_S']
 
@@ -75,23 +75,9 @@ class PortalSession:
         self._active: Optional[str] = None
         self._tasks = TaskSet(self.log)
         self._log_once = LogOnce(self.log)
-        self._roster = Roster(
-            lambda: self._identity,
-            lambda: self._room,
-            self._on_robot_attributes,
-            self._metrics,
-            self._tasks,
-            self.log,
-            self._log_once,
-        )
-        self._rtt = RttTracker(
-            self.contract.ping_ms / 1000.0,
-            lambda: self._room,
-            lambda: self.is_connected,
-            self._metrics,
-            self._tasks,
-            self.log,
-        )
+        self._parts = SessionParts(lambda: self._room, self._metrics, self._tasks, self.log, self._log_once, label)
+        self._roster = Roster(lambda: self._identity, self._on_robot_attributes, self._parts)
+        self._rtt = RttTracker(self.contract.ping_ms / 1000.0, lambda: self.is_connected, self._parts)
         self._rpc = RpcTable()
         self._outbox = Outbox(self.role, self._metrics, self._log_once)
         self.connection_changed = Listeners('connection', self._tasks)
@@ -139,15 +125,8 @@ class PortalSession:
         async with self._lifecycle:
             if self._room is not None:
                 raise AlreadyConnected(f'{self.role} is already connected to {self._room_name!r}')
-            self._connect_args = dict(
-                url=url,
-                token=token,
-                api_key=api_key,
-                api_secret=api_secret,
-                identity=identity,
-                room=room,
-                active_operator=active_operator,
-            )
+            given = (url, token, api_key, api_secret, identity, room, active_operator)
+            self._connect_args = dict(zip(CONNECT_KEYS, given))
             self._closing = False
             self._set_state(ConnectionState.CONNECTING)
             try:
@@ -253,10 +232,7 @@ class PortalSession:
                 handler,
                 limit=self._stream_size_limit(topic),
                 accept=self._accept_stream,
-                metrics=self._metrics,
-                tasks=self._tasks,
-                log=self.log,
-                log_once=self._log_once,
+                parts=self._parts,
             )
             room.register_byte_stream_handler(topic, reader)
 

@@ -7,13 +7,11 @@ otherwise queue the rest of it in memory until its trailer arrives.
 from __future__ import annotations
 
 import inspect
-import logging
 from typing import Any, Callable, Optional
 
 from livekit import rtc
 
-from ..metrics import MetricsRecorder
-from .events import LogOnce, TaskSet
+from .events import SessionParts
 
 __all__ = ['stream_reader', 'DEFAULT_STREAM_LIMIT']
 
@@ -26,12 +24,10 @@ def stream_reader(
     *,
     limit: int,
     accept: Callable[[str, str], bool],
-    metrics: MetricsRecorder,
-    tasks: TaskSet,
-    log: logging.Logger,
-    log_once: LogOnce,
+    parts: SessionParts,
 ) -> Callable[[rtc.ByteStreamReader, str], None]:
     """A byte-stream handler for ``topic`` that hands whole payloads to ``handler(data, sender)``."""
+    metrics, tasks, log, log_once = parts.metrics, parts.tasks, parts.log, parts.log_once
 
     async def read(reader: rtc.ByteStreamReader, sender: str) -> None:
         keep = accept(topic, sender)

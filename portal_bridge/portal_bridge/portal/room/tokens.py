@@ -19,7 +19,10 @@ from livekit import api
 
 from ..protocol import ACTIVE_OPERATOR_ATTR
 
-__all__ = ['mint_token', 'redact_tokens', 'credentials_from_env', 'token_for']
+__all__ = ['mint_token', 'redact_tokens', 'credentials_from_env', 'token_for', 'CONNECT_KEYS']
+
+# What ``PortalSession.connect()`` keeps to join again after a reconnect.
+CONNECT_KEYS = ('url', 'token', 'api_key', 'api_secret', 'identity', 'room', 'active_operator')
 
 DEFAULT_TTL = datetime.timedelta(hours=6)
 
@@ -116,10 +119,5 @@ def token_for(connect_args: Mapping[str, Optional[str]]) -> str:
     """The token to join with: the one given to ``connect()``, else one minted from its credentials."""
     if connect_args.get('token'):
         return connect_args['token']
-    return mint_token(
-        connect_args['api_key'],
-        connect_args['api_secret'],
-        connect_args['identity'],
-        connect_args['room'],
-        active_operator=connect_args.get('active_operator'),
-    )
+    credentials = (connect_args[k] for k in ('api_key', 'api_secret', 'identity', 'room'))
+    return mint_token(*credentials, active_operator=connect_args.get('active_operator'))

@@ -228,17 +228,11 @@ class WireContract:
 
     def validate(self) -> WireContract:
         """Check every rule (the ones ``portal.yaml`` enforces, in the same order)."""
-        seen: list[str] = []
-        for v in self.videos:
-            _check_video(v, seen)
-            seen.append(v.name)
+        _check_each(self.videos, _check_video)
         _check_positive_int('fps', self.fps)
         _check_positive_int('slack', self.slack)
         _check_tolerance(self.tolerance)
-        names: list[str] = []
-        for c in self.action_chunks:
-            _check_chunk(c, names)
-            names.append(c.name)
+        _check_each(self.action_chunks, _check_chunk)
         _check_fields('state', self.state)
         _check_fields('action', self.action)
         if isinstance(self.ping_ms, bool) or not isinstance(self.ping_ms, int) or self.ping_ms < 0:
@@ -296,6 +290,14 @@ def _check_video(spec: VideoSpec, existing: Sequence[str]) -> None:
             )
         if spec.max_bitrate_kbps == 0:
             raise ContractError('invalid', f"video '{n}': max_bitrate_kbps must be > 0")
+
+
+def _check_each(items: Sequence[Any], check: Any) -> None:
+    """``check(item, names_before_it)`` for each item, in order (the names must be unique)."""
+    seen: list[str] = []
+    for item in items:
+        check(item, seen)
+        seen.append(item.name)
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -140,29 +140,30 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _expect(ok: bool, value: Any, where: str, expected: str) -> None:
+    if not ok:
+        raise _parse_error(where, f'expected {expected}, got {_kind(value)}')
+
+
 def _uint(value: Any, where: str, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _parse_error(where, f'expected an unsigned integer, got {_kind(value)}')
+    _expect(isinstance(value, int) and not isinstance(value, bool), value, where, 'an unsigned integer')
     if not 0 <= value <= 2**bits - 1:
         raise _parse_error(where, f'{value} is out of range for u{bits}')
     return value
 
 
 def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise _parse_error(where, f'expected true or false, got {_kind(value)}')
+    _expect(isinstance(value, bool), value, where, 'true or false')
     return value
 
 
 def _float(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _parse_error(where, f'expected a number, got {_kind(value)}')
+    _expect(isinstance(value, (int, float)) and not isinstance(value, bool), value, where, 'a number')
     return float(np.float32(value))
 
 
 def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _parse_error(where, f'expected a string, got {_kind(value)}')
+    _expect(isinstance(value, str), value, where, 'a string')
     return value
 
 
@@ -174,8 +175,7 @@ def _stall_behavior(value: Any, where: str) -> str:
 
 
 def _list(value: Any, where: str) -> list:
-    if not isinstance(value, list):
-        raise _parse_error(where, f'expected a sequence, got {_kind(value)}')
+    _expect(isinstance(value, list), value, where, 'a sequence')
     return value
 
 
