@@ -52,7 +52,7 @@ fi
 
 start() {  # start <domain> <log name> <executable> [ros args...]
   local domain=$1 name=$2 exe=$3; shift 3
-  ROS_DOMAIN_ID=$domain python -m "portal_bridge.$exe" --ros-args "$@" > "$LOGS/$name.log" 2>&1 &
+  ROS_DOMAIN_ID=$domain python -m "portal_bridge.nodes.$exe" --ros-args "$@" > "$LOGS/$name.log" 2>&1 &
   pids+=($!)
 }
 common=(-p "livekit_url:=$URL" -p "room:=$ROOM")
@@ -63,7 +63,7 @@ start "$OPERATOR_DOMAIN" operator_bridge operator_bridge --params-file "$SHARE/o
   -p identity:=demo-teleop -p auto_claim:=true
 log "robot side on ROS_DOMAIN_ID=$ROBOT_DOMAIN, operator side on ROS_DOMAIN_ID=$OPERATOR_DOMAIN, room '$ROOM'"
 log "node logs in ${LOGS#"$ROOT"/}/; Ctrl-C to stop"
-ROS_DOMAIN_ID=$OPERATOR_DOMAIN python -m portal_bridge.demo_teleop &
+ROS_DOMAIN_ID=$OPERATOR_DOMAIN python -m portal_bridge.nodes.demo_teleop &
 pids+=($!)
 if [[ -n "${DEMO_DURATION:-}" ]]; then
   sleep "$DEMO_DURATION"
