@@ -357,10 +357,8 @@ class Robot(ActionInbox, PortalSession):
 
     # -- control plane ----------------------------------------------------------------------------
     # The gate is local-first: every pointer change (handoff, release, e-stop) takes effect in the
-    # gate at once, on the loop thread and with no await in between the check and the change; the
-    # room's attribute follows. One writer task reconciles the attribute with the pointer,
-    # retrying with a bounded wait per write until the room has the current value, so a slow or
-    # lost acknowledgement never holds the gate open and never blocks a caller for long.
+    # gate at once, on the loop thread, with no await between check and change; the room's
+    # attribute follows (pointer.py).
     async def set_active_operator(self, identity: Optional[str], confirm_timeout: float = POINTER_CONFIRM_S) -> bool:
         """Point the gate at ``identity`` (None: nobody drives). The robot app is trusted here.
 
@@ -378,11 +376,10 @@ class Robot(ActionInbox, PortalSession):
     def lock_out(self, reason: str, *, release: bool = True) -> None:
         """Close the gate at once and refuse every handoff until :meth:`lift_lockout`; any thread.
 
-        For an emergency stop: from the moment this returns no action or chunk passes the gate
-        (whatever the loop thread is doing), and ``portal.set_active_operator`` answers "refused"
-        with ``reason``. The pointer is cleared on the loop as soon as it runs; with
-        ``release=False`` the caller does that later with :meth:`release_pointer` (after it has
-        put its own output in a safe state, so the operator change cannot reach it first).
+        For an emergency stop: once this returns no action or chunk passes the gate and
+        ``portal.set_active_operator`` answers "refused" with ``reason``. The pointer is cleared on
+        the loop; with ``release=False`` by a later :meth:`release_pointer` (after the caller's
+        output is safe, so the operator change cannot reach it first).
         """
         self._lockout = reason
         if release:
