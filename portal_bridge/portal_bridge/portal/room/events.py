@@ -60,9 +60,6 @@ class TaskSet:
                 pass
         self._tasks.clear()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
 
 class Listeners:
     """The listeners of one event (optionally keyed, e.g. by track or chunk name)."""
@@ -82,9 +79,6 @@ class Listeners:
                 listeners.remove(cb)
 
         return remove
-
-    def __bool__(self) -> bool:
-        return any(self._by_key.values())
 
     def has(self, key: Hashable = None) -> bool:
         return bool(self._by_key.get(key))
