@@ -18,6 +18,7 @@ from ..portal.errors import RPC_APPLICATION_ERROR, PointerRefused, RpcCallError
 __all__ = ['RobotServices']
 
 _HANDOFF_WAIT_S = 3.0  # a local handoff request waits at most this long for the room to agree
+_RELEASE_WAIT_S = 1.0  # an e-stop waits at most this long, after the safe state, for the pointer to clear
 
 
 class RobotServices:
@@ -27,11 +28,13 @@ class RobotServices:
     def on_active_operator(self, identity: Optional[str]) -> None:
         self.output.operator_changed(identity)
 
-    def emergency_stop(self, source: str) -> bool:
+    def emergency_stop(self, source: str, wait_for_release: bool = False) -> bool:
         """Latch the e-stop (any thread): gate closed, safe command, handoffs refused. False if latched.
 
         The gate closes first, so no action arriving meanwhile is accepted (and re-broadcast as
         executed) only to be refused by the latched output; both steps are local and immediate.
+        ``wait_for_release`` (the service, which reports "active operator cleared") then waits,
+        bounded, for the loop to clear the pointer; the topic path never waits.
         """
         self.robot.lock_out(
             f'the emergency stop is latched on the robot ({source}); reset it locally with '
@@ -41,14 +44,21 @@ class RobotServices:
         out = self.output.estop(f'emergency stop from {source}')
         # Only now the pointer: its change must find the output latched, or an on_timeout reaction
         # to "operator left" (a zero, a hold) would be published before the e-stop's safe command.
-        self.robot.release_pointer()
+        released = self.robot.release_pointer()
         if out:
             self.count('emergency-stop')
             self.estop_pub.publish(Bool(data=True))
+        # The safe state is already out; wait (bounded) only so that "operator cleared" is true
+        # when the caller reads it. The loop runs no network round trip before clearing it.
+        if wait_for_release and not released.wait(_RELEASE_WAIT_S):
+            self.get_logger().warning(
+                f'emergency stop: the Portal loop did not clear the active operator within {_RELEASE_WAIT_S:.1f} s '
+                '(the gate is closed regardless; it clears when the loop runs)'
+            )
         return bool(out)
 
     def _srv_emergency_stop(self, request, response):
-        first = self.emergency_stop(f'service {self.get_fully_qualified_name()}/emergency_stop')
+        first = self.emergency_stop(f'service {self.get_fully_qualified_name()}/emergency_stop', wait_for_release=True)
         response.success = True
         response.message = (
             'emergency stop latched: command output in safe state, active operator cleared, handoffs refused '

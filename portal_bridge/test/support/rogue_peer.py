@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from typing import Any, Callable
 
 from livekit import rtc
@@ -80,7 +81,7 @@ def _flat_variants(good: bytes) -> list[bytes]:
         good[:3],  # shorter than the fingerprint
         good[:-1],  # truncated
         good + b'\x00',  # one byte too many
-        good + bytes(12_000),  # oversized
+        good + bytes(1_200),  # oversized
         wrong_fp,
         bytes(RNG.getrandbits(8) for _ in range(len(good))),  # noise of the right length
     ]
@@ -112,8 +113,8 @@ class Rogue:
             self.chunk = codec.encode({f.name: [0.5] * codec.spec.horizon for f in codec.spec.fields}, ts)[0]
         self.rtt_junk = [b'', b'\x00', encode_rtt(0, ts)[:8], encode_rtt(0, ts) + b'\x00', b'\x07' * 9 + b'\x00']
 
-    async def flood(self, robot: str, operator: str, n: int) -> dict[str, Any]:
-        """``n`` packets, half to each bridge, on every topic that bridge reads."""
+    async def flood(self, robot: str, operator: str, n: int, rate: float = 0.0) -> dict[str, Any]:
+        """``n`` packets, half to each bridge, on every topic that bridge reads; ``rate`` packets/s (0: at once)."""
         sent: dict[str, Counter] = {robot: Counter(), operator: Counter()}
         plans: list[tuple[str, str, Callable[[int], bytes], str]] = [
             # receiver, topic, payload(i), the receiver's counter that must move
@@ -128,15 +129,19 @@ class Rogue:
         weights = [6, 1, 1, 4, 2, 1, 1]
         shares = [n * w // sum(weights) for w in weights]
         shares[0] += n - sum(shares)
+        # Interleaved, so that every kind of junk arrives throughout the flood, not one kind per phase.
+        order = [(plan, i) for plan, share in zip(plans, shares) for i in range(share)]
+        RNG.shuffle(order)
         keep = []  # the FFI reads each payload by address: keep them all alive until the flood is out
-        for (dest, topic, make, counter), share in zip(plans, shares):
-            for i in range(share):
-                payload = make(i)
-                keep.append(payload)
-                _fire(self.lp, payload, topic, dest)
-                sent[dest][counter] += 1
-                if i % 1000 == 999:
-                    await asyncio.sleep(0)  # let the FFI's callbacks run
+        start = time.monotonic()
+        for k, ((dest, topic, make, counter), i) in enumerate(order):
+            payload = make(i)
+            keep.append(payload)
+            _fire(self.lp, payload, topic, dest)
+            sent[dest][counter] += 1
+            if k % 100 == 99:
+                ahead = (k + 1) / rate - (time.monotonic() - start) if rate > 0 else 0.0
+                await asyncio.sleep(max(ahead, 0.0))  # the pace, and the FFI's callbacks run meanwhile
         await asyncio.sleep(1.0)
         del keep
         return {'sent': {k: dict(v) for k, v in sent.items()}, 'total': sum(shares)}

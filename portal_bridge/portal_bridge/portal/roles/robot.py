@@ -385,14 +385,32 @@ class Robot(ActionInbox, PortalSession):
         if release:
             self.release_pointer()
 
-    def release_pointer(self) -> None:
-        """Clear the active operator on the loop (any thread); nothing if the loop is gone."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
+    def release_pointer(self) -> threading.Event:
+        """Clear the active operator on the loop (any thread); the event is set once it is clear.
+
+        The gate does not wait for this (a lockout already refuses every sender); callers that
+        report "nobody is in control" wait on the event, bounded. Set at once when the loop is
+        gone (nothing left to release) or when called on the loop itself.
+        """
+        done = threading.Event()
+
+        def release() -> None:
             try:
-                loop.call_soon_threadsafe(self._release_for_lockout)
+                self._release_for_lockout()
+            finally:
+                done.set()
+
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            done.set()
+        elif self._in_loop_thread():
+            release()
+        else:
+            try:
+                loop.call_soon_threadsafe(release)
             except RuntimeError:  # the loop is shutting down: nothing left to release
-                pass
+                done.set()
+        return done
 
     def lift_lockout(self) -> None:
         """Allow handoffs again (the pointer stays None: someone must claim control anew)."""
