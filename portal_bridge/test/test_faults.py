@@ -143,8 +143,21 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
                 # receiver then holds every frame back until the next keyframe (docs/reliability.md)
                 'publisher_padding_packets': c1.get('u_rtp_padding', 0) - c0.get('u_rtp_padding', 0),
             }  # fmt: skip
+            # Actions are reliable: every one arrives, though not always within the 1.5 s above. On
+            # this link an SCTP retransmission timeout (backed off to seconds under 8 % loss) can
+            # hold the last few back (seen: 444 of 451 after 1.5 s); wait for them, bounded, and
+            # record how long it took and where any missing one was lost.
+            waited = time.monotonic()
+            while len({int(m.data[0]) for m in commands}) < actions.count and time.monotonic() - waited < 20:
+                time.sleep(0.1)
+            received = {int(m.data[0]) for m in commands}
+            r2, o2 = robot.robot.metrics(), op.operator.metrics()
+            figures['actions_delivered'] = len(received)
+            figures['actions_complete_after_s'] = round(time.monotonic() - waited, 1)
+            figures['actions_queued_by_operator'] = o2.transport.actions_sent - o0.transport.actions_sent
+            figures['actions_received_by_robot'] = r2.transport.actions_received - r0.transport.actions_received
             record(f'impaired-{profile.name[:2].strip("%")}-tol{tolerance}-slack{slack}', figures)
-            assert len(received) == actions.count  # actions are reliable: every one arrives
+            assert len(received) == actions.count, figures
             assert figures['duplicate_observations'] == 0, figures
             # Observations flowed before the window (waited for above); within it, the video may
             # freeze for seconds (profile 1) or the whole window (profile 2, 0-38 % emitted).

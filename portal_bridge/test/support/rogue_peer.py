@@ -228,9 +228,13 @@ class Rogue:
             spec = c.action_chunks[0]
             chunk_codec = ChunkCodec(spec)
             rows = spec.horizon
+            # One timestamp for all: each chunk stream is read by a task of its own, so two that
+            # decode can complete out of order, and the robot rightly drops an older chunk after a
+            # newer one ('stale-chunk', seen once in a full run); equal stamps are never stale.
+            chunk_ts = now_us()
 
             def chunk(value: float) -> bytes:
-                return chunk_codec.encode({f.name: [value] * rows for f in spec.fields}, now_us())[0]
+                return chunk_codec.encode({f.name: [value] * rows for f in spec.fields}, chunk_ts)[0]
 
             ok = chunk(0.5)
             for payload, outcome in (
