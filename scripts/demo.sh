@@ -30,7 +30,8 @@ stop() {
   [[ -n "${SERVER_PID:-}" ]] && { kill -TERM "$SERVER_PID" 2>/dev/null; sleep 0.3; kill -TERM "$SERVER_PID" 2>/dev/null || true; }
   log "stopped; logs in ${LOGS#"$ROOT"/}/"
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM  # Ctrl-C is how the demo is meant to end: exit 0
+trap stop EXIT
 
 if [[ -n "${LIVEKIT_URL:-}" ]]; then
   URL="$LIVEKIT_URL"
@@ -60,7 +61,7 @@ start "$ROBOT_DOMAIN" sim_robot sim_robot --params-file "$SHARE/sim_robot.yaml"
 start "$ROBOT_DOMAIN" robot_bridge robot_bridge --params-file "$SHARE/robot_arm.yaml" "${common[@]}" \
   -p "allowed_operators:=[demo-teleop]"
 start "$OPERATOR_DOMAIN" operator_bridge operator_bridge --params-file "$SHARE/operator.yaml" "${common[@]}" \
-  -p identity:=demo-teleop -p auto_claim:=true
+  -p identity:=demo-teleop  # demo_teleop claims control once it streams
 log "robot side on ROS_DOMAIN_ID=$ROBOT_DOMAIN, operator side on ROS_DOMAIN_ID=$OPERATOR_DOMAIN, room '$ROOM'"
 log "node logs in ${LOGS#"$ROOT"/}/; Ctrl-C to stop"
 ROS_DOMAIN_ID=$OPERATOR_DOMAIN python -m portal_bridge.nodes.demo_teleop &

@@ -234,7 +234,7 @@ action: [ { name: j1, dtype: f32 } ]
         return {s.name: (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in arrays[-1].status}
 
     o, r = statuses(o_diag), statuses(r_diag)
-    operator_tasks = ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency')
+    operator_tasks = ('connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency', 'inputs')
     robot_tasks = ('connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency', 'inputs')
     assert set(o) == {f'operator_bridge: {t}' for t in operator_tasks}
     assert set(r) == {f'robot_bridge: {t}' for t in robot_tasks}

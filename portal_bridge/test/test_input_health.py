@@ -2,7 +2,16 @@
 
 import pytest
 
-from portal_bridge.ros.input_health import FRESH, NO_PUBLISHER, SILENT, WAITING, InputHealth, summary
+from portal_bridge.ros.input_health import (
+    FRESH,
+    NO_PUBLISHER,
+    SILENT,
+    WAITING,
+    InputHealth,
+    change_lines,
+    summary,
+    values,
+)
 
 
 def states(statuses):
@@ -55,3 +64,29 @@ def test_summary_names_what_is_wrong():
 def test_timeout_must_be_positive_and_finite(bad):
     with pytest.raises(ValueError):
         InputHealth(bad)
+
+
+def test_a_remote_feed_points_at_the_robot_not_at_a_topic():
+    h = InputHealth(1.0)
+    h.add('front', "video track 'front'", remote=True)
+    all_, _ = h.evaluate(0.0, {'front': 0})
+    assert all_[0].describe() == 'front: no robot in the room'
+    all_, _ = h.evaluate(0.1, {'front': 1})
+    assert all_[0].describe().startswith("front: the robot has sent nothing on its video track 'front' yet")
+    h.seen('front', 0.2)
+    h.evaluate(0.3, {'front': 1})
+    all_, changed = h.evaluate(2.0, {'front': 1})
+    text = changed[0].describe()
+    assert "nothing from the robot on its video track 'front' for 1.8 s" in text and 'inputs' in text
+    assert 'publisher' not in text
+
+
+def test_change_lines_and_diagnostics_values():
+    h = InputHealth(0.5)
+    h.add('joints', '/joint_states')
+    all_, changed = h.evaluate(0.0, {'joints': 0})
+    assert change_lines(changed) == [(False, 'input joints: no publisher on /joint_states (see /diagnostics, inputs)')]
+    h.seen('joints', 0.1)
+    all_, changed = h.evaluate(0.2, {'joints': 1})
+    assert change_lines(changed) == [(True, 'input joints: /joint_states fresh, delivering again')]
+    assert values(all_) == {'joints.state': FRESH, 'joints.age_s': 0.1, 'joints.publishers': 1}

@@ -6,6 +6,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
 from support.waiting import wait_for_sync
 from test_bridge_observations import image, joint_state
 
@@ -22,9 +23,18 @@ action: [ { name: j1, dtype: f32 } ]
 """
 
 
-def inputs_status(diags):
-    found = [s for d in diags for s in d.status if s.name == 'robot_bridge: inputs']
+def inputs_status(diags, node='robot_bridge'):
+    found = [s for d in diags for s in d.status if s.name == f'{node}: inputs']
     return found[-1] if found else None
+
+
+def publish_while(stop, pub, make, period):
+    def run():
+        while not stop.is_set():
+            pub.publish(make())
+            stop.wait(period)
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 def test_missing_camera_is_reported_stale_and_recovers(world):
@@ -48,7 +58,7 @@ def test_missing_camera_is_reported_stale_and_recovers(world):
                 and s.level == bytes([1])
                 and 'camera front: no publisher on /front/image_raw' in s.message
             ),
-            timeout=8,
+            timeout=12,
             what='camera reported missing',
         )
         values = {kv.key: kv.value for kv in inputs_status(diags).values}
@@ -64,7 +74,7 @@ def test_missing_camera_is_reported_stale_and_recovers(world):
         threading.Thread(target=frames, daemon=True).start()
         wait_for_sync(
             lambda: (s := inputs_status(diags)) is not None and s.level == bytes([0]),
-            timeout=8,
+            timeout=12,
             what='inputs OK after the camera appeared',
         )
         values = {kv.key: kv.value for kv in inputs_status(diags).values}
@@ -79,7 +89,58 @@ def test_a_robot_with_no_input_at_all_is_an_error(world):
     diags = world.robot_side.collect(DiagnosticArray, '/diagnostics')
     wait_for_sync(
         lambda: (s := inputs_status(diags)) is not None and s.level == bytes([2]),
-        timeout=8,
+        timeout=12,
         what='ERROR when nothing comes in',
     )
     assert 'the robot sends nothing' in inputs_status(diags).message
+
+
+def test_the_operator_names_the_silent_robot_track_and_a_missing_action_publisher(world):
+    """The robot's camera is silent and the operator is in control with nobody sending actions.
+
+    The operator says which robot track is silent (not "the publisher's frame metadata": the
+    robot sends no placeholder frames) and that nothing publishes its actions; both recover.
+    """
+    world.robot_bridge(world.contract(CONTRACT), input_timeout_ms=300)
+    drivers = world.robot_side.node('drivers')
+    stop = threading.Event()
+    js = drivers.create_publisher(JointState, 'joint_states', 10)
+    publish_while(stop, js, lambda: joint_state(now_us(), j1=0.5), 0.02)
+    op = world.operator_bridge(
+        world.contract(CONTRACT),
+        identity='pilot',
+        auto_claim=True,
+        input_timeout_ms=500,
+        action_type='float64_multi_array',
+    )
+    diags = world.operator_side.collect(DiagnosticArray, '/diagnostics')
+    try:
+        wait_for_sync(
+            lambda: (
+                (s := inputs_status(diags, 'operator_bridge')) is not None
+                and s.level == bytes([1])
+                and "front: the robot has sent nothing on its video track 'front' yet" in s.message
+                and 'this operator is in control, but nothing publishes on /operator_bridge/action' in s.message
+            ),
+            timeout=10,
+            what='operator reports the silent track and the missing action publisher',
+        )
+        values = {kv.key: kv.value for kv in inputs_status(diags, 'operator_bridge').values}
+        assert values['states.state'] == 'fresh' and values['front.state'] == 'waiting'
+        assert op.operator.metrics().transport.dropped.get('no-timestamp', 0) == 0
+
+        cam = drivers.create_publisher(Image, '/front/image_raw', 10)
+        publish_while(stop, cam, lambda: image(np.zeros((16, 16, 3), np.uint8), now_us()), 1 / 30)
+        teleop = world.operator_side.node('teleop')
+        act = teleop.create_publisher(Float64MultiArray, '/operator_bridge/action', 10)
+        publish_while(stop, act, lambda: Float64MultiArray(data=[0.1]), 1 / 30)
+        wait_for_sync(
+            lambda: (s := inputs_status(diags, 'operator_bridge')) is not None and s.level == bytes([0]),
+            timeout=10,
+            what='operator inputs OK once the camera and the actions flow',
+        )
+        values = {kv.key: kv.value for kv in inputs_status(diags, 'operator_bridge').values}
+        assert values['front.state'] == 'fresh' and values['actions.publishers'] == '1'
+        assert op.operator.metrics().transport.dropped.get('no-timestamp', 0) == 0
+    finally:
+        stop.set()

@@ -1,5 +1,7 @@
 """SyncBuffer behaviour (spec §4): matching, waiting, dropping, reuse, overflow, stall policy."""
 
+import logging
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
@@ -480,3 +482,21 @@ def test_stress_hundred_steps_thirty_fps():
     assert all(o.frames == {'a': o.state, 'b': o.state} for o in emitted)
     assert sb.stats.states_dropped == 0
     assert sb.stats.match_delta.percentiles(0.5) == [2_000]
+
+
+def test_drops_while_the_tracks_start_are_counted_and_said_once_as_info(caplog):
+    """Data flows before the first frame is decoded: those drops are the start, not a fault."""
+    sync = SyncBuffer(['front'], search_range_us=50_000, state_capacity=2)
+    with caplog.at_level(logging.INFO, logger='portal_bridge.portal.sync'):
+        for i in range(5):  # no frame yet: the oldest states overflow
+            sync.push_state(i * 33_333, None)
+        assert sync.stats.states_dropped == 3
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        out = sync.push_frame('front', 3 * 33_333, None)  # the first frame: the head state pairs with it
+        assert [o.timestamp_us for o in out.observations] == [3 * 33_333]
+        starts = [r.getMessage() for r in caplog.records if '[sync-start]' in r.getMessage()]
+        assert starts == ['[sync-start] first observation; 3 states dropped while the tracks started']
+        caplog.clear()
+        sync.push_state(10 * 33_333, None)
+        sync.push_frame('front', 12 * 33_333, None)  # the state's frame never came: now a warning
+    assert [r.levelno for r in caplog.records if '[sync-drop]' in r.getMessage()] == [logging.WARNING]

@@ -1,9 +1,11 @@
 """demo_teleop: a stand-in policy for the demo, on the operator host.
 
 Answers every observation from operator_bridge with an action (a slow sine wave per joint,
-stamped with the observation's stamp so the robot measures end-to-end latency) and prints, once a
-second, what is flowing: observations per second, state-to-observation latency, the active
-operator, the round-trip time and the frame number read back from the simulated camera.
+stamped with the observation's stamp so the robot measures end-to-end latency), and takes control
+through the bridge's ``claim_control`` only once it is streaming: an operator that claims before
+it sends trips the robot's action watchdog. Prints, once a second, what is flowing: observations
+per second, state-to-observation latency, the active operator, the round-trip time and the frame
+number read back from the simulated camera.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from portal_bridge_msgs.msg import Observation
 
@@ -55,6 +58,10 @@ class DemoTeleop(Node):
         )
         self.period = p('period_s', 4.0, 'Period of the joint motion.')
         self.report_period = p('report_period_s', 1.0, 'How often to print a status line.')
+        self.claim = p('claim', True, 'Take control (claim_control) once actions are streaming, and again if lost.')
+        self.claim_client = self.create_client(Trigger, f'{bridge}/claim_control')
+        self._claim_pending = False
+        self._last_claim = -1e9
         self.action_pub = self.create_publisher(JointState, f'{bridge}/action', 10)
         self.create_subscription(Observation, f'{bridge}/observation', self._on_observation, 10)
         self.create_subscription(String, f'{bridge}/active_operator', self._on_active, _LATCHED)
@@ -94,6 +101,25 @@ class DemoTeleop(Node):
         positions = [0.5 + 0.5 * s if n in self.unit_joints else self.amplitude * s for n, s in zip(names, phase)]
         # Stamped with the observation it answers: the robot turns this into end-to-end latency.
         self.action_pub.publish(JointState(header=obs.header, name=names, position=positions))
+        self._claim_when_streaming(now)
+
+    def _claim_when_streaming(self, now: float) -> None:
+        """Claim control after a second of streaming, and again when nobody is in control."""
+        streaming = sum(1 for t in self.received if now - t <= 1.0) >= 10
+        if not self.claim or self.active or self._claim_pending or not streaming or now - self._last_claim < 2.0:
+            return
+        if not self.claim_client.service_is_ready():
+            return
+        self._claim_pending, self._last_claim = True, now
+        future = self.claim_client.call_async(Trigger.Request())
+
+        def done(fut) -> None:
+            self._claim_pending = False
+            result = fut.result()
+            if result is None or not result.success:
+                self.get_logger().info(f'claim_control: {getattr(result, "message", "no answer")}; trying again')
+
+        future.add_done_callback(done)
 
     def _report(self) -> None:
         now = time.monotonic()

@@ -53,6 +53,7 @@ from ..ros.qos import QOS_MODES, subscription_qos
 from ..ros.stamps import stamp_to_us
 from .bridge_node import BridgeNode
 from .node_main import run_node
+from .operator_inputs import OperatorInputs
 
 __all__ = ['OperatorBridge', 'main']
 
@@ -60,7 +61,7 @@ _RECENT_OBSERVATIONS = 512
 _ACTION_TYPES = ('joint_state', 'float64_multi_array')
 
 
-class OperatorBridge(BridgeNode):
+class OperatorBridge(OperatorInputs, BridgeNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('operator_bridge', default_identity='operator', **kwargs)
         p = self.param
@@ -92,6 +93,13 @@ class OperatorBridge(BridgeNode):
             'raised for a lossy link: states wait for frames delayed by retransmissions up to slack / fps.',
         )
         self.publish_camera_images = p('publish_camera_images', True, 'Publish ~/<camera>/image_raw for rviz.')
+        input_timeout_ms = p(
+            'input_timeout_ms',
+            1000,
+            'A robot camera track or its state with nothing for this long is reported silent in /diagnostics '
+            '(inputs task) and in one log line; checked once a second (ms).',
+            value_range=(10, 600000),
+        )
         qos_mode = p('qos_reliability', 'auto', f'Input subscription reliability: {", ".join(QOS_MODES)}.')
         self.joint_state_names = self.list_param(
             'joint_state_names',
@@ -180,7 +188,8 @@ class OperatorBridge(BridgeNode):
         srv.create_service(CallRpc, '~/call_rpc', self._srv_call_rpc)
         if self.auto_claim:
             self.loop.submit(self._auto_claim_loop())
-        self.add_diagnostics(sync=self._diag_sync, gate=self._diag_gate)
+        self._init_inputs(input_timeout_ms / 1000.0)
+        self.add_diagnostics(sync=self._diag_sync, gate=self._diag_gate, inputs=self._diag_inputs)
         self.start_session(op)
 
     # -- outputs (published from the LiveKit thread) ----------------------------------------------

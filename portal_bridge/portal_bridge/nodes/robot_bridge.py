@@ -35,9 +35,11 @@ from ..ros.joints import (
     MappingError,
     StateMapping,
 )
+from ..ros.native_stderr import filter_native_stderr
 from ..ros.params import DynamicParameters
 from ..ros.qos import QOS_MODES
 from ..ros.service_host import ServiceHost
+from ..ros.state_rate import FramePacedStates, StateRateLimiter
 from .bridge_node import LATCHED, BridgeNode
 from .node_main import run_node
 from .robot_commands import RobotCommands
@@ -73,6 +75,16 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
             'one frame per camera, so states faster than the video are dropped on the operator anyway.',
             value_range=(0.0, 10000.0),
         )
+        self.state_pacing = p(
+            'state_pacing',
+            'camera' if c.videos else 'rate',
+            'camera: forward one joint state per frame of the first camera, the one nearest to the frame '
+            "(each observation gets a frame of its own); rate: at state_rate_hz. 'camera' falls back to the "
+            'rate while that camera is silent.',
+            choices=('camera', 'rate'),
+        )
+        if self.state_pacing == 'camera' and not c.videos:
+            raise SystemExit(self._fatal('state_pacing camera needs a video track in the wire contract'))
         state_joints = self.list_param(
             'state_joints',
             'Joint read for each state field of the contract, in contract order: "<joint>" (position) or '
@@ -236,8 +248,9 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
             self._serve_rpc(method, service)
 
         # -- ROS interfaces --------------------------------------------------------------------------
-        self._next_state_due = 0.0
-        self.states_skipped = 0
+        self.state_rate = StateRateLimiter(self.state_rate_hz)
+        self.paced_states = FramePacedStates(1e6 / c.fps) if self.state_pacing == 'camera' else None
+        self._last_state_stamp = -1
         self._measured: dict[str, float] = {}  # latest measured position per joint (e-stop target)
         # Latency probes (µs), reported in the `latency` diagnostics task:
         # delivery = header stamp -> our callback (DDS + executor); bridge = callback -> handed to LiveKit;
@@ -317,6 +330,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     # hand-over, several times over under image load. 1 ms keeps the clock's wake-ups prompt
     # (docs/benchmarks.md, safety clock under image load).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    filter_native_stderr()  # the H.264 encoder's start-up rate line (ros/native_stderr.py)
     return run_node(RobotBridge, args)
 
 

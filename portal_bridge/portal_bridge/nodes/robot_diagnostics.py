@@ -19,7 +19,7 @@ class RobotDiagnostics:
         scalars = ('states_sent', 'actions_received', 'action_chunks_received', 'action_jitter_us')
         per_track = {'frames_sent': 'frames_sent', 'frames_dropped_publisher_full': 'dropped_publisher_full'}
         values = self.transport_values('frames_sent', per_track, scalars)
-        values['states_skipped'] = self.states_skipped  # by state_rate_hz
+        values['states_skipped'] = self.state_rate.skipped + (self.paced_states.skipped if self.paced_states else 0)
         return OK, f'{t.states_sent} states sent', values
 
     def _diag_policy(self):

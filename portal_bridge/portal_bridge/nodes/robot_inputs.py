@@ -19,13 +19,15 @@ from ..ros.counters import reason_of
 from ..ros.diagnostics import ERROR, OK, WARN
 from ..ros.frame_worker import FrameWorker
 from ..ros.images import ImageConversionError, compressed_format, compressed_size, compressed_to_rgb, image_to_rgb
+from ..ros.input_health import change_lines
 from ..ros.input_health import summary as input_summary
+from ..ros.input_health import values as input_values
 from ..ros.qos import incompatible_qos_callbacks, subscription_qos
 from ..ros.stamps import stamp_to_us
 
 __all__ = ['RobotInputs']
 
-_INPUT_GRACE_S = 2.0  # discovery of the publishers takes a moment
+_INPUT_GRACE_S = 5.0  # discovery of the publishers takes a moment (2-3 s measured in the demo)
 
 
 class RobotInputs:
@@ -73,8 +75,12 @@ class RobotInputs:
             name = f'camera {spec.name}'
             self.inputs.add(name, self.resolve_topic_name(topic))
 
-            def on_frame(msg, n=name, w=worker) -> None:
+            pacing = self.paced_states is not None and spec is self.contract.videos[0]
+
+            def on_frame(msg, n=name, w=worker, pacing=pacing) -> None:
                 self.inputs.seen(n, time.monotonic())
+                if pacing:
+                    self._pace_state(msg)
                 w.submit(msg)
 
             self.create_subscription(msg_type, topic, on_frame, qos, event_callbacks=events)
@@ -91,15 +97,13 @@ class RobotInputs:
         self.inputs.seen('joint_states', time.monotonic())
         # Every message, even one not forwarded: the e-stop of a position output stops here.
         self._measured.update(zip(msg.name, msg.position))
-        if self.state_rate_hz > 0:
-            # Forward at exactly state_rate_hz on average (phase kept, no burst after a gap): a state
-            # rate even a little above the frame rate leaves states without frames to pair with.
-            now = time.monotonic()
-            if now < self._next_state_due:
-                self.states_skipped += 1
-                return
-            period = 1.0 / self.state_rate_hz
-            self._next_state_due = max(self._next_state_due + period, now - period / 2)
+        # One state per frame of the pacing camera, the one nearest to the frame (or, while that
+        # camera is silent, at state_rate_hz by stamp): two states close together would compete
+        # for one frame on the operator, and one of them would be dropped (ros/state_rate.py).
+        stamp = self._stamp(msg.header)
+        paced = self.paced_states is not None and self.paced_states.pacing(time.monotonic())
+        if not paced and not self.state_rate.admit(stamp):
+            return
         start = time.perf_counter_ns()
         values, missing = self.state_map.extract(msg)
         if missing:
@@ -109,10 +113,25 @@ class RobotInputs:
             )
         if not values:
             return
-        stamp = self._stamp(msg.header)
+        if paced:
+            for picked, (picked_values, _) in self.paced_states.offer(stamp, (values, start)):
+                self._send_state(picked, picked_values, start)
+            return
+        self._send_state(stamp, values, start)
+
+    def _send_state(self, stamp: int, values, start: int) -> None:
+        if stamp <= self._last_state_stamp:  # never one older than a state already sent
+            return
+        self._last_state_stamp = stamp
         self.latency['state_delivery'].add(now_us() - stamp)
         self._send(lambda: self.robot.send_state(values, stamp, check_types=False))
         self.latency['state_bridge'].add((time.perf_counter_ns() - start) // 1000)
+
+    def _pace_state(self, msg) -> None:
+        """A frame of the pacing camera arrived (executor thread): forward its nearest state."""
+        ts = stamp_to_us(msg.header.stamp) or now_us()
+        for stamp, (values, _) in self.paced_states.on_frame(ts, time.monotonic()):
+            self._send_state(stamp, values, time.perf_counter_ns())
 
     def _send(self, send) -> None:
         try:
@@ -167,17 +186,15 @@ class RobotInputs:
             return
         publishers = {name: self.count_publishers(self.inputs.topic(name)) for name in self.inputs.names}
         self._input_statuses, changed = self.inputs.evaluate(now, publishers)
-        for status in changed:
-            if status.healthy:
-                self.get_logger().info(f'input {status.name}: {status.topic} delivering again')
+        for healthy, line in change_lines(changed):
+            if healthy:  # one call site per severity: rclpy refuses a call site that changes it
+                self.get_logger().info(line)
             else:
-                self.get_logger().warning(f'input {status.describe()} (see /diagnostics, inputs)')
+                self.get_logger().warning(line)
 
     def _diag_inputs(self):
         statuses = self._input_statuses
-        values = {f'{s.name}.state': s.state for s in statuses}
-        values.update({f'{s.name}.age_s': -1.0 if s.age_s is None else round(s.age_s, 3) for s in statuses})
-        values.update({f'{s.name}.publishers': s.publishers for s in statuses})
+        values = input_values(statuses)
         if not statuses:
             return OK, 'checking inputs', values
         any_bad, all_bad, text = input_summary(statuses)

@@ -11,6 +11,10 @@ way as any other Portal peer. Two additions, both counted and logged:
 * **late frames** (older than the newest frame already pushed on their track) are dropped, because
   the matching assumes per-track timestamps never go backwards.
 
+States dropped before the first observation (after creation or :meth:`clear`) are the normal start
+of a session: data flows before the first video frame of every track is decoded. They are counted
+like any other drop, but said in one INFO line when the first observation comes, not as warnings.
+
 Not thread-safe: the session calls it from one thread (the LiveKit asyncio loop).
 """
 
@@ -171,18 +175,8 @@ class SyncBuffer:
         out = SyncOutput()
         if len(self._states) >= self.state_capacity:
             ts, old = self._states.popleft()
-            self._record_drop(out, ts, old, 'overflow')
-            blocker = self.blocker
-            self._overflow_log.event(
-                lambda: _log.warning(
-                    '[state-overflow] state buffer full (%d); dropping the oldest state (ts=%d); waiting on track %s',
-                    self.state_capacity, ts, blocker,
-                ),
-                lambda n, dt, _: _log.warning(
-                    '[state-overflow] %d more states dropped in the last %.0f s (buffer of %d); states arrive '
-                    'faster than frames can pair with them', n, dt, self.state_capacity,
-                ),
-            )  # fmt: skip
+            if self._record_drop(out, ts, old, 'overflow'):
+                self._log_overflow(ts, self.blocker)
             self._blocker = None  # the head changed
         self._states.append((int(timestamp_us), state))
         self._refresh_stalls()
@@ -240,6 +234,7 @@ class SyncBuffer:
 
     # -- internals -----------------------------------------------------------------------------------
     def _reset_throttles(self) -> None:
+        self._starting = 0  # states dropped before the first observation; None once it came
         self._overflow_log = _BurstLog(self._clock)
         self._drop_log = _BurstLog(self._clock)
 
@@ -263,11 +258,28 @@ class SyncBuffer:
             self._blocker = None
         return changed
 
-    def _record_drop(self, out: SyncOutput, ts: int, state: Any, reason: str) -> None:
+    def _record_drop(self, out: SyncOutput, ts: int, state: Any, reason: str) -> bool:
+        """Count a drop; True if it is to be logged (not the start of the session)."""
         out.drops.append(DroppedState(ts, state, reason))
         self.stats.states_dropped += 1
         if reason == 'overflow':
             self.stats.states_dropped_overflow += 1
+        if self._starting is not None:
+            self._starting += 1
+            return False
+        return True
+
+    def _log_overflow(self, ts: int, blocker: Optional[str]) -> None:
+        self._overflow_log.event(
+            lambda: _log.warning(
+                '[state-overflow] state buffer full (%d); dropping the oldest state (ts=%d); waiting on track %s',
+                self.state_capacity, ts, blocker,
+            ),
+            lambda n, dt, _: _log.warning(
+                '[state-overflow] %d more states dropped in the last %.0f s (buffer of %d); states arrive '
+                'faster than frames can pair with them', n, dt, self.state_capacity,
+            ),
+        )  # fmt: skip
 
     def _log_sync_drop(self, ts: int, ahead: int, track: str) -> None:
         self._drop_log.event(
@@ -341,8 +353,8 @@ class SyncBuffer:
 
             if drop is not None:
                 ts, state = states.popleft()
-                self._record_drop(out, ts, state, 'sync')
-                self._log_sync_drop(ts, drop[0], drop[1])
+                if self._record_drop(out, ts, state, 'sync'):
+                    self._log_sync_drop(ts, drop[0], drop[1])
                 continue
             if first_waiter is not None:
                 self._blocker = first_waiter
@@ -366,6 +378,12 @@ class SyncBuffer:
                     t.cursor = max(t.cursor - (drain_to + 1), 0)
                 t.last_emitted = (fts, frame)
             omitted = tuple(t.name for t in tracks if t.stalled)
+            if self._starting is not None:
+                if self._starting:
+                    _log.info(
+                        '[sync-start] first observation; %d states dropped while the tracks started', self._starting
+                    )
+                self._starting = None
             self.stats.observations_emitted += 1
             self.stats.match_delta.add(worst)
             if stale:

@@ -311,6 +311,8 @@ class Operator(ActionInbox, PortalSession):
             return
         self._metrics.action_sent()
         if self._echo_wanted():
+            # The echo carries what the wire carries (narrowed to each dtype, saturated), as the
+            # robot's would: decoding our own packet gives exactly that.
             _, reply, raw = codec.decode(packet)
             action = Action(
                 typed_map(self.contract.action, raw),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Mapping, Optional
 
 from livekit import rtc
@@ -23,7 +22,6 @@ from ..errors import (
     InvalidFrameDimensions,
     NotConnected,
     PointerRefused,
-    RoomError,
     UnknownVideoTrack,
     WrongFrameSize,
 )
@@ -50,17 +48,10 @@ from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
 from .access import AccessPolicy
 from .action_inbox import ActionInbox
 from .pointer import POINTER_CONFIRM_S, PointerWriter
+from .video_out import VideoSources
 
 __all__ = ['AccessPolicy', 'POINTER_CONFIRM_S', 'Robot']
 
-MIN_CAPTURE_GAP_S = 0.001  # between two captures on one WebRTC source (see send_video_frame)
-
-_DEGRADATION = {
-    name: rtc.TrackPublishOptions.DESCRIPTOR.fields_by_name['degradation_preference']
-    .enum_type.values_by_name[f'DEGRADATION_PREFERENCE_{name.upper()}']
-    .number
-    for name in ('maintain_framerate_and_resolution', 'maintain_framerate', 'maintain_resolution', 'balanced')
-}
 _log = logging.getLogger('portal_bridge.portal.roles.robot')
 
 
@@ -79,13 +70,11 @@ class Robot(ActionInbox, PortalSession):
         **kwargs: Any,
     ) -> None:
         super().__init__(contract, **kwargs)
-        if video_degradation not in _DEGRADATION:
-            raise ValueError(f'video_degradation must be one of {", ".join(_DEGRADATION)}')
         self.access = access or AccessPolicy()
         # When the encoder runs short of CPU or bandwidth, WebRTC lowers frame rate or resolution
         # ("balanced" by default). Observations need a frame for every state and datasets a fixed
         # size, so by default quality gives way instead; "balanced" restores WebRTC's choice.
-        self.video_degradation = video_degradation
+        self._video = VideoSources(self.contract, video_degradation)
         # portal_bridge extension: re-broadcast every accepted action and chunk with its sender, so
         # recorders get exactly what was executed (a mirror of the pointer races with handoffs).
         self.echo_executed = echo_executed
@@ -95,12 +84,9 @@ class Robot(ActionInbox, PortalSession):
         self._init_inbox()
         self._state_codec = StateCodec(c.state) if c.state else None
         self._state_fields = {f.name: f for f in c.state}
-        self._sources: dict[str, rtc.VideoSource] = {}
         self._state_queue: Optional[SendQueue[bytes]] = None
         self._frame_queues: dict[str, SendQueue[bytes]] = {}
         self._refused_listeners = Listeners('handoff-refused', self._tasks)
-        self._capture_locks = {spec.name: threading.Lock() for spec in self.contract.webrtc_videos}
-        self._last_capture = {spec.name: 0.0 for spec in self.contract.webrtc_videos}
         self._lockout: Optional[str] = None
         self._pointer = PointerWriter(lambda: self._active, self._parts)
 
@@ -159,22 +145,9 @@ class Robot(ActionInbox, PortalSession):
                 seed = None
             self._update_active(seed)
         self._pointer.kick()
-        for spec in self.contract.webrtc_videos:
-            source = rtc.VideoSource(640, 480)
-            track = rtc.LocalVideoTrack.create_video_track(spec.name, source)
-            options = rtc.TrackPublishOptions(
-                video_codec=getattr(rtc.VideoCodec, spec.codec.spec.sdk_codec),
-                simulcast=False,
-                video_encoding=rtc.VideoEncoding(max_framerate=2 * self.contract.fps, max_bitrate=spec.bitrate_bps),
-                frame_metadata_features=[rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP],
-                degradation_preference=_DEGRADATION[self.video_degradation],
-            )
-            try:
-                await lp.publish_track(track, options)
-            except Exception as exc:
-                raise RoomError(f"could not publish video track '{spec.name}': {exc}") from exc
-            self._sources[spec.name] = source
-            self.log.info("[%s] published video track '%s' (%s)", self.label, spec.name, spec.codec.name)
+        await self._video.publish(
+            lp, lambda name, codec: self.log.info("[%s] published video track '%s' (%s)", self.label, name, codec)
+        )
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
@@ -221,12 +194,7 @@ class Robot(ActionInbox, PortalSession):
         self._executed_queue = None
         self._executed_chunk_queue = None
         self._frame_queues.clear()
-        sources, self._sources = self._sources, {}
-        for source in sources.values():
-            try:
-                await source.aclose()
-            except Exception:
-                pass
+        await self._video.close()
         if self._state_codec is not None:
             self._state_codec.reset()
 
@@ -280,9 +248,6 @@ class Robot(ActionInbox, PortalSession):
         size = data.nbytes if isinstance(data, memoryview) else len(data)
         ts = now_us() if timestamp_us is None else timestamp_us
         if spec.codec.is_webrtc:
-            source = self._sources.get(track)
-            if source is None:
-                raise NotConnected('robot is not connected')
             if width % 2 or height % 2:
                 raise InvalidFrameDimensions(f'WebRTC frames need even dimensions, got {width}x{height}')
             least = spec.codec.spec.min_dimension
@@ -295,17 +260,7 @@ class Robot(ActionInbox, PortalSession):
                 raise WrongFrameSize(f'frame has {size} bytes, {width}x{height} RGB24 needs {width * height * 3}')
             if isinstance(data, memoryview) and data.readonly:
                 data = bytes(data)
-            frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data)
-            with self._capture_locks[track]:
-                # Two captures on one source within microseconds of each other reach the receiver as
-                # one frame: the first picture carrying the second's user_timestamp (measured against
-                # livekit-portal's operator; none with 1 ms between them). A camera thread catching up
-                # on queued images does exactly that, so captures on a track are spaced.
-                wait = self._last_capture[track] + MIN_CAPTURE_GAP_S - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                source.capture_frame(frame, metadata=rtc.FrameMetadata(user_timestamp=ts))
-                self._last_capture[track] = time.monotonic()
+            self._video.capture(track, rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data), ts)
             self._metrics.frame_sent(track)
             return
         queue = self._frame_queues.get(track)

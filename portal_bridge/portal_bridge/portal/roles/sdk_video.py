@@ -1,4 +1,11 @@
-"""The operator's video streams, and the one place that touches LiveKit SDK internals.
+"""SDK video: the robot's video sources, the operator's video streams (the one place using SDK internals).
+
+A new ``rtc.VideoSource`` sends black placeholder frames, 10 per second and without any frame
+metadata, until its first capture (the SDK's native source keeps a new track alive that way). A
+robot whose camera is silent would send only those, and an operator would see a track of frames
+without the ``user_timestamp`` trailer: :func:`new_video_source` ends them with one capture
+before the track is published (a capture with no encoder attached goes nowhere), so a silent
+camera is a silent track, which both ends report as such. Public API only.
 
 Everything else in portal_bridge uses the SDK's public API only. What the public
 ``rtc.VideoStream`` cannot do: choose the depth of the SDK's *native* frame queue (the Rust side,
@@ -24,15 +31,24 @@ from typing import Any, Optional
 
 from livekit import rtc
 
-__all__ = ['NATIVE_VIDEO_QUEUE', 'internals_problem', 'open_video_stream']
+__all__ = ['NATIVE_VIDEO_QUEUE', 'internals_problem', 'new_video_source', 'open_video_stream']
 
 NATIVE_VIDEO_QUEUE = 8  # decoded frames the SDK may hold while Python is busy (its default is 1)
+
+_QUIET = rtc.VideoFrame(16, 16, rtc.VideoBufferType.RGB24, bytes(16 * 16 * 3))  # ends the placeholders
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _checked = False
 _problem: Optional[str] = None
 _warned = False
+
+
+def new_video_source(width: int, height: int) -> rtc.VideoSource:
+    """A video source that sends nothing until the first real capture (call before publishing)."""
+    source = rtc.VideoSource(width, height)
+    source.capture_frame(_QUIET)
+    return source
 
 
 def _check() -> Optional[str]:

@@ -36,7 +36,7 @@ __all__ = ['VideoReceiver', 'RECEIVE_RING', 'WEBRTC_RING']
 RECEIVE_RING = 4  # frame-video payloads between the data stream and decoding (about 130 ms at 30 fps)
 WEBRTC_RING = 16  # decoded WebRTC frames between the SDK's stream and processing (about 0.5 s)
 _RECV_OVERFLOW_LOG_S = 5.0
-_UNTIMED_WARN_AFTER = 90  # about 3 s at 30 fps: the first frames may precede the trailer
+_UNTIMED_WARN_AFTER = 30  # about 3 s of a LiveKit video source's placeholder frames (10/s)
 
 
 class _FrameRing:
@@ -112,6 +112,7 @@ class VideoReceiver:
         stream = open_video_stream(track, format=rtc.VideoBufferType.RGB24)
         m = op._metrics
         untimed = 0
+        timed = False
         try:
             async for event in stream:
                 if publisher != op._roster.robot_identity:
@@ -120,15 +121,10 @@ class VideoReceiver:
                 meta = event.metadata
                 if meta is None or not meta.HasField('user_timestamp'):
                     m.drop('no-timestamp')
-                    untimed += 1
-                    if untimed == _UNTIMED_WARN_AFTER:  # the first frames of a track may precede the trailer
-                        op._log_once(
-                            f'no-ts-{name}',
-                            "[bad-payload] frames on track '%s' carry no user_timestamp trailer; dropped "
-                            '(the publisher must enable the user_timestamp frame metadata)',
-                            name,
-                        )
+                    untimed += 1  # in a row: one at a track's end is not a publisher's setting
+                    self._untimed(name, publisher, untimed, timed)
                     continue
+                timed, untimed = True, 0
                 f = event.frame
                 frame = VideoFrame(f.width, f.height, f.data, meta.user_timestamp)
                 m.frame_received(name, frame.timestamp_us, now_us())
@@ -141,6 +137,32 @@ class VideoReceiver:
                 await stream.aclose()
             except Exception:
                 pass
+
+    def _untimed(self, name: str, publisher: str, count: int, timed: bool) -> None:
+        """Say once why a track's frames carry no timestamp, as far as the operator can tell."""
+        op = self._op
+        if count != _UNTIMED_WARN_AFTER:
+            return
+        if timed:  # after frames with one: the publisher dropped the trailer
+            op._log_once(
+                f'no-ts-{name}',
+                "[bad-payload] frames on track '%s' of '%s' stopped carrying the user_timestamp trailer; "
+                'dropped (the publisher must keep the user_timestamp frame metadata enabled)',
+                name,
+                publisher,
+            )
+        else:
+            # A LiveKit video source sends untimed placeholder frames until its first capture, so
+            # frames that never had a timestamp mostly mean a camera that has sent nothing yet.
+            op._log_once(
+                f'no-ts-{name}',
+                "[no-timestamp] track '%s' of '%s': %d frames, none with a timestamp: the robot has not "
+                'captured a camera frame on it (placeholder frames until then); check its camera input '
+                "(the robot's /diagnostics, inputs)",
+                name,
+                publisher,
+                count,
+            )
 
     def _recv_overflow(self, name: str) -> None:
         op = self._op

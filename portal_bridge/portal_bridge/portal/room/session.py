@@ -34,6 +34,7 @@ from .reconnect import ConnectionState, Reconnector
 from .roster import Roster
 from .rpc import DEFAULT_RPC_TIMEOUT_S, RpcHandler, RpcInvocation, RpcTable, call
 from .rtt import RttTracker, now_us
+from .sdk_logs import demote_sdk_noise
 from .send_queue import Outbox
 from .streams import DEFAULT_STREAM_LIMIT, stream_reader
 from .tokens import CONNECT_KEYS, credentials_from_env, redact_tokens, token_for
@@ -61,6 +62,7 @@ class PortalSession:
         self.e2ee_key = e2ee_key
         self.auto_reconnect = auto_reconnect
         self.log = logging.getLogger(f'portal_bridge.portal.{self.role}')
+        demote_sdk_noise()  # SDK lines that never apply to a session (see sdk_logs.py)
         self._metrics = MetricsRecorder()
         self._room: Optional[rtc.Room] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
