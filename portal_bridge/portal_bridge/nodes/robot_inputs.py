@@ -114,7 +114,7 @@ class RobotInputs:
         if not values:
             return
         if paced:
-            for picked, (picked_values, _) in self.paced_states.offer(stamp, (values, start)):
+            for picked, picked_values in self.paced_states.offer(stamp, values):
                 self._send_state(picked, picked_values, start)
             return
         self._send_state(stamp, values, start)
@@ -130,7 +130,7 @@ class RobotInputs:
     def _pace_state(self, msg) -> None:
         """A frame of the pacing camera arrived (executor thread): forward its nearest state."""
         ts = stamp_to_us(msg.header.stamp) or now_us()
-        for stamp, (values, _) in self.paced_states.on_frame(ts, time.monotonic()):
+        for stamp, values in self.paced_states.on_frame(ts, time.monotonic()):
             self._send_state(stamp, values, time.perf_counter_ns())
 
     def _send(self, send) -> None:
