@@ -79,6 +79,8 @@ def test_a_remote_feed_points_at_the_robot_not_at_a_topic():
     text = changed[0].describe()
     assert "nothing from the robot on its video track 'front' for 1.8 s" in text and 'inputs' in text
     assert 'publisher' not in text
+    line = change_lines(changed)[0][1]
+    assert line.count('(see ') == 1 and line.endswith("(see the robot's /diagnostics, inputs)"), line
 
 
 def test_change_lines_and_diagnostics_values():

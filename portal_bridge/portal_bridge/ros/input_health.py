@@ -133,7 +133,8 @@ def change_lines(changed: Iterable[InputStatus]) -> list[tuple[bool, str]]:
         if status.healthy:
             lines.append((True, f'input {status.describe()}, delivering again'))
         else:
-            lines.append((False, f'input {status.describe()} (see /diagnostics, inputs)'))
+            see = '' if status.remote else ' (see /diagnostics, inputs)'  # a remote one points at the robot
+            lines.append((False, f'input {status.describe()}{see}'))
     return lines
 
 
