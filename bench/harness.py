@@ -55,6 +55,7 @@ class Domain:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.spin_errors = 0
         # status name -> every update since record() was called: (monotonic receive time, values)
         self.history: dict[str, list[tuple[float, dict[str, str]]]] = {}
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
@@ -62,11 +63,18 @@ class Domain:
         self._thread.start()
 
     def _spin(self) -> None:
+        # Cases create and destroy subscriptions while this thread spins; an error from one wait must
+        # not end the thread, or every later case waits in vain for diagnostics (seen: "safety state
+        # None" in both rows of the safety clock after an earlier case's teardown).
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
-            except Exception:
-                return
+            except Exception as exc:
+                if not self.context.ok():
+                    return
+                self.spin_errors += 1
+                if self.spin_errors <= 3:
+                    print(f'[bench] executor error on {self.node.get_name()} (spinning on): {exc!r}', file=sys.stderr)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         now = time.monotonic()

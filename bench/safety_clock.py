@@ -129,7 +129,9 @@ def measure(bench: Any, cameras: int, seconds: float) -> dict[str, Any]:
 
         if not bench.wait(lambda: driving() and sending(), 90):
             state = robot.diagnostics.get(SAFETY, {}).get('state')
-            return {'cameras': cameras, 'error': f'robot not driving with frames flowing (safety state {state})'}
+            seen = ', '.join(sorted(robot.diagnostics)) or 'none'
+            why = f'safety state {state}; statuses seen: {seen}; executor errors: {robot.spin_errors}'
+            return {'cameras': cameras, 'error': f'robot not driving with frames flowing ({why})'}
         time.sleep(RING_FILL_S if not bench.quick else 2.0)  # the lateness ring now holds only this load
         robot.record(SAFETY, TRANSPORT, CONVERSION)
         extra = {'livekit-server': bench.server.process.pid, 'bench': os.getpid()}

@@ -59,3 +59,31 @@ def world(livekit_server, room_name, tmp_path):
     w = BridgeWorld(livekit_server, room_name, tmp_path)
     yield w
     w.close()
+
+
+_PROFILE = os.environ.get('PORTAL_BRIDGE_TEST_PROFILE')
+_last_module = [None]
+
+
+def _native_threads() -> int:
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('Threads:'))
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    """With PORTAL_BRIDGE_TEST_PROFILE=<file>: after each file's first test, what the process burns idle.
+
+    A test that leaks a busy thread or a live session slows every later test; one line per file
+    (idle CPU over a second, native threads, open descriptors) names the file where they grew.
+    """
+    if not _PROFILE or location[0] == _last_module[0]:
+        return
+    import time
+
+    _last_module[0] = location[0]
+    t0, c0 = time.monotonic(), time.process_time()
+    time.sleep(1.0)
+    idle_cpu = (time.process_time() - c0) / (time.monotonic() - t0)
+    fds = len(os.listdir('/proc/self/fd'))
+    with open(_PROFILE, 'a') as f:
+        f.write(f'{nodeid}\tidle_cpu={idle_cpu:.3f}\tthreads={_native_threads()}\tfds={fds}\n')

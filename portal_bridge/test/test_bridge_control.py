@@ -228,7 +228,9 @@ action: [ { name: j1, dtype: f32 } ]
         js.publish(joint_state(ts, j1=float(i)))
 
     publish_until(lambda: op.operator.metrics().sync.observations_emitted >= 40, send)
-    publish_until(lambda: len(o_diag) >= 2 and len(r_diag) >= 2, send)
+    # The second array from now on was computed after the 40th observation (one may be in flight).
+    n_o, n_r = len(o_diag), len(r_diag)
+    publish_until(lambda: len(o_diag) >= n_o + 2 and len(r_diag) >= n_r + 2, send)
 
     def statuses(arrays):
         return {s.name: (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in arrays[-1].status}

@@ -317,6 +317,11 @@ def test_recording_integrity_across_handoffs_under_profile_1(room_name, tmp_path
             p_send.stop()
             h_send.stop()
             time.sleep(3.0)  # what was accepted reaches the recorder over the impaired link
+            # Echoes are reliable but, like actions, can stall behind an SCTP retransmission timeout:
+            # wait for them (bounded) and record how long it took.
+            waited = time.monotonic()
+            while len(executed) < len(commands) and time.monotonic() - waited < 20:
+                time.sleep(0.1)
 
             def key(values) -> tuple[int, int]:
                 return int(values[1]), int(values[0])  # (who, sequence)
@@ -325,7 +330,8 @@ def test_recording_integrity_across_handoffs_under_profile_1(room_name, tmp_path
             recorded = [key(m.values) for m in executed]
             senders = {1: 'policy', 2: 'human'}
             record('recording-integrity', {'profile': PROFILE_1.name, 'accepted': len(accepted),
-                                           'recorded': len(recorded), 'handoffs': 4})  # fmt: skip
+                                           'recorded': len(recorded), 'handoffs': 4,
+                                           'recorded_after_s': round(3.0 + time.monotonic() - waited, 1)})  # fmt: skip
             assert len(set(accepted)) == len(accepted)  # the robot executed nothing twice
             assert sorted(recorded) == sorted(accepted)  # every accepted action once, nothing else
             assert all(senders[int(m.values[1])] == m.sender for m in executed)  # labelled with its sender

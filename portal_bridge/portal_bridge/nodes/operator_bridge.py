@@ -59,6 +59,7 @@ __all__ = ['OperatorBridge', 'main']
 
 _RECENT_OBSERVATIONS = 512
 _ACTION_TYPES = ('joint_state', 'float64_multi_array')
+ACTION_QUEUE_DEPTH = 100  # reader queue of ~/action and ~/action_chunk: ~3 s of a 30 Hz policy
 
 
 class OperatorBridge(OperatorInputs, BridgeNode):
@@ -176,10 +177,13 @@ class OperatorBridge(OperatorInputs, BridgeNode):
         # -- inputs ---------------------------------------------------------------------------------
         action_msg = JointState if self.action_type == 'joint_state' else Float64MultiArray
         handler = self._on_action_joint_state if self.action_type == 'joint_state' else self._on_action_array
-        qos = subscription_qos(self, '~/action', qos_mode, 10)
+        # Actions travel reliably and in order once sent; a short reader queue would drop a policy's
+        # actions silently whenever this executor falls a third of a second behind (seen under CPU
+        # contention: 442 of 451 reached the robot), so hold ACTION_QUEUE_DEPTH (~3 s at 30 Hz).
+        qos = subscription_qos(self, '~/action', qos_mode, ACTION_QUEUE_DEPTH, ACTION_QUEUE_DEPTH)
         self.create_subscription(action_msg, '~/action', self.guarded(handler), qos)
         if self.chunk_name:
-            qos = subscription_qos(self, '~/action_chunk', qos_mode, 10)
+            qos = subscription_qos(self, '~/action_chunk', qos_mode, ACTION_QUEUE_DEPTH, ACTION_QUEUE_DEPTH)
             self.create_subscription(JointTrajectory, '~/action_chunk', self.guarded(self._on_action_chunk), qos)
         srv = self.service_host
         srv.create_service(SetActiveOperator, '~/set_active_operator', self._srv_set_active_operator)

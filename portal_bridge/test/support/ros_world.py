@@ -23,7 +23,10 @@ from portal_bridge.nodes.robot_bridge import RobotBridge
 
 from .waiting import wait_for_sync
 
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# What tests collect to count: deep enough that the collector is never where a message is lost. A
+# bridge may publish a burst (an SCTP retransmission releases seconds of queued actions at once) while
+# this side's executor is busy, and a reader queue of 50 then dropped commands the robot had sent.
+RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
