@@ -38,15 +38,17 @@ action_chunks:
   - { name: plan, horizon: 8, fields: [ { name: j1, dtype: f32 }, { name: j2, dtype: f32 } ] }
 """
 
-# The flood: 12 500 junk packets at 250/s, four times a real session's packet rate. Paced, not a
-# burst: a burst beyond what the receiving process can parse (about 500 packets/s here, where one
-# process hosts both bridges on 2 cores, the SDK's per-event parsing being most of the cost)
-# queues the robot's own states behind the junk in the SDK's one in-order event queue per room
-# (video frames have their own queue), so observations stall until the backlog drains; measured at
-# 600/s: 0.2-20 observations/s depending on what ran before. What this checks is that our handling
-# of junk is cheap enough for the session to go on at its rate while junk arrives.
-FLOOD = 12_500
-FLOOD_RATE = 250.0
+# The flood: 6 000 junk packets at 120/s, twice a real session's packet rate, for 50 s. Paced, not a
+# burst: beyond what the receiving process can parse, junk queues the robot's own states in the SDK's
+# one in-order event queue per room (video frames have their own queue), so states reach the pilot
+# ever later and the sync rightly drops them until the backlog drains. That capacity is the SDK's
+# per-event cost and varies with the host: this process hosts both bridges, and the VMs that run
+# this suite vary by half in speed. Measured with the process on a quarter of this machine (one core
+# shared with a busy loop): at 250/s the whole process handled ~195 events/s, states fell seconds
+# behind and 1.4-12 observations/s came out; at full speed 250/s gave 29 observations/s. What this
+# checks is that our handling of junk is cheap enough for the session to go on while junk arrives.
+FLOOD = 6_000
+FLOOD_RATE = 120.0
 
 
 class Stamped:
@@ -93,7 +95,11 @@ def rogue_of(world):
 def test_rogue_flood_on_every_topic_is_counted_while_the_session_goes_on(world, rogue_of):
     contract = world.contract(CONTRACT)
     robot = world.robot_bridge(contract, command_topic='/cmd', allowed_operators=['pilot'], action_timeout_ms=2000)
-    pilot = world.operator_bridge(contract, identity='pilot', auto_claim=True)
+    # The flood shares the room's one in-order event queue with the robot's states, while video has its
+    # own: on a slow host states then reach the pilot several ticks after their frames, and with the
+    # default slack (5 ticks) the sync rightly drops them (seen: 1557 states and 1557 frames received,
+    # 925 states dropped). A second of slack covers that, as it covers retransmissions in test_faults.
+    pilot = world.operator_bridge(contract, identity='pilot', auto_claim=True, sync_slack=30)
     wait_for_sync(lambda: robot.robot.active_operator() == 'pilot' and pilot.operator.active_operator() == 'pilot')
     commands, observations = Stamped(), Stamped()
     world.robot_side.node('controller').create_subscription(Float64MultiArray, '/cmd', commands, 100)
@@ -121,6 +127,7 @@ def test_rogue_flood_on_every_topic_is_counted_while_the_session_goes_on(world, 
         # The flood: every Portal topic either bridge reads, malformed every way, plus valid pings.
         robot_before, pilot_before = drops(robot.robot), drops(pilot.operator)
         ignored_before = (robot.robot.metrics().rtt.pongs_ignored, pilot.operator.metrics().rtt.pongs_ignored)
+        pilot_m0 = pilot.operator.metrics()
         t0 = time.monotonic()
         flood = rogue('flood', robot='robot', operator='pilot', n=FLOOD, rate=FLOOD_RATE)
         rogue('pings', dest='robot', n=500)
@@ -154,8 +161,15 @@ def test_rogue_flood_on_every_topic_is_counted_while_the_session_goes_on(world, 
         flood_s = t1 - t0
         obs_during = observations.between(t0, t1)
         cmd_during = commands.between(t0, t1)
+        m1 = pilot.operator.metrics()
         print(f'flood of {flood["total"]} packets counted in {flood_s:.1f} s; during it: '
-              f'{len(obs_during) / flood_s:.1f} observations/s, {len(cmd_during) / flood_s:.1f} commands/s')  # fmt: skip
+              f'{len(obs_during) / flood_s:.1f} observations/s, {len(cmd_during) / flood_s:.1f} commands/s; '
+              f'the pilot received {m1.transport.states_received - pilot_m0.transport.states_received} states, '
+              f'{m1.transport.frames_received["cam"] - pilot_m0.transport.frames_received["cam"]} frames, '
+              f'sync dropped {m1.sync.states_dropped - pilot_m0.sync.states_dropped} states '
+              f'({m1.sync.states_dropped_overflow - pilot_m0.sync.states_dropped_overflow} on overflow), '
+              f'{m1.sync.late_frames_dropped - pilot_m0.sync.late_frames_dropped} late frames, '
+              f'{sum(m1.buffers.evictions.values()) - sum(pilot_m0.buffers.evictions.values())} frames evicted')  # fmt: skip
         # The session runs at 30 Hz; during the flood at least two thirds of it goes on.
         assert len(obs_during) >= 20 * flood_s, 'observations stalled during the flood'
         assert len(cmd_during) >= 20 * flood_s, "the pilot's actions stalled during the flood"
