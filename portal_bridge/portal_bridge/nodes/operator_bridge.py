@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-import dataclasses
 import math
 import threading
 import time
@@ -40,6 +39,7 @@ from ..portal import (
 )
 from ..portal.errors import NoPeer, PortalError, RpcCallError
 from ..portal.metrics import SampleRing
+from ..portal.peer_settings import PeerSettings
 from ..ros.counters import reason_of
 from ..ros.diagnostics import OK, WARN
 from ..ros.observation_msgs import (
@@ -122,18 +122,17 @@ class OperatorBridge(OperatorInputs, BridgeNode):
         if problems:
             raise SystemExit(self._fatal('; '.join(problems))) from None
 
-        contract = dataclasses.replace(
-            self.contract, action_subscription=bool(subscribe), slack=sync_slack or self.contract.slack
-        )
+        settings = PeerSettings.of(self.contract, action_subscription=bool(subscribe), slack=sync_slack or None)
         self.operator = Operator(
-            contract,
+            self.contract,
+            settings=settings,
             label=self.room,
             e2ee_key=self.e2ee_key,
             stall_policy=StallPolicy(stall_ms) if stall_ms > 0 else None,
         )
         self.operator.expected_robot = expected_robot or None
-        self.track_order = contract.track_order
-        self.action_fields = [f.name for f in contract.action]
+        self.track_order = self.contract.track_order
+        self.action_fields = [f.name for f in self.contract.action]
         # Threads: _recent_obs/_recent_set are filled on the LiveKit thread (_on_observation) and
         # looked up on the ROS executor (_reply_to); _recent_lock guards both, so the set always
         # holds exactly the deque's timestamps. The published counters are written only on the
@@ -171,7 +170,7 @@ class OperatorBridge(OperatorInputs, BridgeNode):
             op.on_video_frame(name, self._on_frame)
         if subscribe:
             op.on_action(self._on_executed_action)
-            for chunk in contract.action_chunks:
+            for chunk in self.contract.action_chunks:
                 op.on_action_chunk(chunk.name, self._on_executed_chunk)
 
         # -- inputs ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .frames import VideoFrame
 from .metrics import PortalMetrics
+from .peer_settings import PeerSettings
 from .records import Action, ActionChunk, Observation, State
 from .roles.access import AccessPolicy
 from .roles.operator import Operator
@@ -37,7 +38,7 @@ from .wire.schema import ChunkSpec, FieldSpec
 __all__ = [
     'AccessPolicy', 'Action', 'ActionChunk', 'AlreadyConnected', 'AmbiguousPeer', 'ChunkSpec', 'CodecError',
     'ConnectionState', 'ContractError', 'DType', 'DtypeMismatch', 'EmptySchema', 'FieldSpec',
-    'InvalidFrameDimensions', 'NoPeer', 'NotConnected', 'Observation', 'Operator', 'PortalError',
+    'InvalidFrameDimensions', 'NoPeer', 'NotConnected', 'Observation', 'Operator', 'PeerSettings', 'PortalError',
     'PortalMetrics', 'Robot', 'RoomError', 'RpcCallError', 'StallPolicy', 'State', 'SyncBuffer',
     'UnknownChunk', 'UnknownVideoTrack', 'VideoCodec', 'VideoFrame', 'VideoSpec', 'WireContract',
     'WrongFrameSize', 'mint_token', 'now_us',

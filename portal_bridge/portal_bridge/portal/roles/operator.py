@@ -66,8 +66,8 @@ class Operator(ActionInbox, PortalSession):
         return SyncBuffer(
             c.track_order,
             c.search_range_us,
-            c.slack,
-            c.slack,
+            self.settings.slack,
+            self.settings.slack,
             reuse_stale_frames=c.reuse_stale_frames,
             stall_policy=self.stall_policy,
             stats=self._metrics.sync,
@@ -76,11 +76,11 @@ class Operator(ActionInbox, PortalSession):
     # -- setup ------------------------------------------------------------------------------------
     def _inbox_enabled(self) -> bool:
         # With a robot that re-broadcasts what it executed, its record is the only source.
-        return self.contract.action_subscription and not self._robot_echoes
+        return self.settings.action_subscription and not self._robot_echoes
 
     def _on_executed(self, payload: bytes, sender: str) -> None:
         """The robot's record of an accepted action or chunk (portal_bridge extension)."""
-        if not self.contract.action_subscription or not self._from_robot(sender, 'executed action'):
+        if not self.settings.action_subscription or not self._from_robot(sender, 'executed action'):
             return
         try:
             kind, who, packet = decode_executed(payload)
@@ -96,14 +96,14 @@ class Operator(ActionInbox, PortalSession):
     def _data_handlers(self):
         handlers = super()._data_handlers()
         handlers[protocol.TOPIC_STATE] = self._on_state_packet
-        if self.contract.action_subscription:
+        if self.settings.action_subscription:
             handlers[protocol.TOPIC_ACTION] = self._on_action_packet
             handlers[protocol.TOPIC_EXECUTED] = self._on_executed
         return handlers
 
     def _stream_handlers(self):
         handlers = {protocol.TOPIC_FRAME_VIDEO: self._video.on_frame_stream}
-        if self.contract.action_subscription:
+        if self.settings.action_subscription:
             handlers[protocol.TOPIC_ACTION_CHUNK] = self._on_chunk_stream
             handlers[protocol.TOPIC_EXECUTED_CHUNK] = self._on_executed
         return handlers
@@ -286,7 +286,7 @@ class Operator(ActionInbox, PortalSession):
     def _echo_wanted(self) -> bool:
         if self._robot_echoes:  # the robot's record includes our own actions
             return False
-        return self.contract.action_subscription and self._active is not None and self._active == self._identity
+        return self.settings.action_subscription and self._active is not None and self._active == self._identity
 
     def send_action(
         self,

@@ -26,6 +26,7 @@ from livekit import rtc
 
 from ..errors import AlreadyConnected, AmbiguousPeer, NoPeer, NotConnected, PortalError, RoomError
 from ..metrics import MetricsRecorder, PortalMetrics
+from ..peer_settings import PeerSettings
 from ..protocol import ROLE_ATTR, TOPIC_RTT
 from ..wire.contract import WireContract
 from .attributes import write_attributes
@@ -56,8 +57,11 @@ class PortalSession:
         label: str = 'portal',
         e2ee_key: Optional[bytes] = None,
         auto_reconnect: bool = True,
+        settings: Optional[PeerSettings] = None,
     ) -> None:
         self.contract = contract.validate()
+        self.settings = settings if settings is not None else PeerSettings.of(self.contract)
+        self.settings.check()
         self.label = label  # names this session in log lines: ``[label] ...``
         self.e2ee_key = e2ee_key
         self.auto_reconnect = auto_reconnect
@@ -79,7 +83,7 @@ class PortalSession:
         self._log_once = LogOnce(self.log)
         self._parts = SessionParts(lambda: self._room, self._metrics, self._tasks, self.log, self._log_once, label)
         self._roster = Roster(lambda: self._identity, self._on_robot_attributes, self._parts)
-        self._rtt = RttTracker(self.contract.ping_ms / 1000.0, lambda: self.is_connected, self._parts)
+        self._rtt = RttTracker(self.settings.ping_ms / 1000.0, lambda: self.is_connected, self._parts)
         self._rpc = RpcTable()
         self._outbox = Outbox(self.role, self._metrics, self._log_once)
         self.connection_changed = Listeners('connection', self._tasks)

@@ -105,7 +105,10 @@ class WireContract:
     """What a Portal robot and its operators agree on. Build it in code or load ``portal.yaml``.
 
     The ``add_*`` and ``set_*`` methods validate as they go and raise :class:`ContractError`.
-    Fields may also be assigned directly; :meth:`validate` re-checks everything.
+    Fields may also be assigned directly; :meth:`validate` re-checks everything. ``slack``,
+    ``ping_ms`` and ``action_subscription`` ride in the same document, as in livekit-portal, but
+    are each peer's own defaults: sessions read them through :class:`~..peer_settings.PeerSettings`,
+    which a node may override without touching the contract.
     """
 
     fps: int = 30
