@@ -84,11 +84,12 @@ def test_twist_for_a_mobile_base(world):
 def test_actions_published_while_the_operator_is_busy_are_all_forwarded_in_order(world):
     """A policy's actions wait in the operator's reader while its executor is held up, none dropped.
 
-    The operator side's executor is blocked for 2.5 s (a callback of a node on it sleeps) while 60
+    The operator side's executor is blocked for 4 s (a callback of a node on it sleeps) while 60
     actions are published at 30 Hz: every one must reach the controller, in order. With a reader of
     10, as before, the first 50 were lost without a count.
     """
-    robot, op = claimed_pair(world, ARM, command_topic='/cmd', command_joints=COMMAND_JOINTS)
+    # A timeout longer than the hold-up: nothing but the actions reaches /cmd.
+    robot, op = claimed_pair(world, ARM, command_topic='/cmd', command_joints=COMMAND_JOINTS, action_timeout_ms=20000)
     got = world.robot_side.collect(Float64MultiArray, '/cmd')
     pub = world.operator_side.node('policy').create_publisher(JointState, '/operator_bridge/action', 10)
     publish_until(lambda: got, lambda i: pub.publish(action_msg(gripper=0.0, shoulder=-1.0, elbow=0.0)))
@@ -98,7 +99,7 @@ def test_actions_published_while_the_operator_is_busy_are_all_forwarded_in_order
     def hold_up() -> None:
         timer.cancel()
         blocked.append(time.monotonic())
-        time.sleep(2.5)
+        time.sleep(4.0)
         blocked.append(time.monotonic())
 
     timer = busy.create_timer(0.01, hold_up)
@@ -107,10 +108,16 @@ def test_actions_published_while_the_operator_is_busy_are_all_forwarded_in_order
         pub.publish(action_msg(gripper=0.0, shoulder=float(i), elbow=0.0))
         time.sleep(1 / 30)
     assert len(blocked) == 1, 'the executor was free again before all 60 were published'
-    wait_for_sync(lambda: len(got) >= 61, 10, what='all 60 actions as commands')
-    time.sleep(0.3)
-    shoulders = [m.data[COMMAND_JOINTS.index('shoulder')] for m in got if m.data[COMMAND_JOINTS.index('shoulder')] >= 0]
-    assert shoulders == [float(i) for i in range(60)]
+    shoulder = COMMAND_JOINTS.index('shoulder')
+
+    def numbered() -> list[float]:
+        return [m.data[shoulder] for m in list(got) if m.data[shoulder] >= 0]
+
+    try:
+        wait_for_sync(lambda: len(numbered()) >= 60, 15, what='all 60 actions as commands')
+    except AssertionError:
+        pass  # the assertion below shows which arrived
+    assert numbered() == [float(i) for i in range(60)]
 
 
 def test_float64_multi_array_action_input_in_contract_order(world):

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, Header
 from support.waiting import publish_until, wait_for_sync
@@ -49,6 +50,8 @@ def test_robot_side_bad_input_is_counted_and_good_data_flows(world):
     js.publish(JointState(name=['j1'], position=[1.0]))  # lacks j2, stamp zero
     js.publish(JointState(header=Header(stamp=us_to_stamp(ts)), name=['j1', 'j2'], position=[1.0]))  # fewer positions
     front.publish(image(np.zeros((8, 8, 3), np.uint8), ts))  # too small for H264
+    wire = serialize_message(image(np.zeros((4, 4, 3), np.uint8), ts))
+    front.publish(wire[:-10])  # a lying CDR buffer: its data length points past its end
     wait_for_sync(
         lambda: (
             {
@@ -58,6 +61,7 @@ def test_robot_side_bad_input_is_counted_and_good_data_flows(world):
                 'missing-joints',
                 'zero-stamp',
                 'invalid-frame-dimensions',
+                'bad-cdr',
             }
             <= set(robot.counts())
         ),

@@ -1,6 +1,7 @@
 """robot_bridge's inputs: cameras and joint_states in, Portal video and state out.
 
-Part of :class:`~.robot_bridge.RobotBridge`. Camera messages are handed to one
+Part of :class:`~.robot_bridge.RobotBridge`. Camera messages arrive serialized and are read in
+place (:mod:`..ros.cdr_images`: no Python message, no copy of the pixels) and handed to one
 :class:`~..ros.frame_worker.FrameWorker` per camera (conversion off the executor thread); joint
 states are forwarded at ``state_rate_hz`` and every one of them updates the measured positions the
 emergency stop of a position output stops at. Input health (publishers, message age) is checked
@@ -15,6 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from ..portal import now_us
 from ..portal.errors import NotConnected, PortalError
+from ..ros.cdr_images import CdrError, RawCompressedImage, RawImage, read_compressed_image, read_image
 from ..ros.counters import reason_of
 from ..ros.diagnostics import ERROR, OK, WARN
 from ..ros.frame_worker import FrameWorker
@@ -61,6 +63,8 @@ class RobotInputs:
             qos = subscription_qos(self, topic, self.qos_mode)
             msg_type = Image if transport == 'raw' else CompressedImage
             handler = self._on_image if transport == 'raw' else self._on_compressed
+            # Serialized bytes in, read in place (ros/cdr_images.py): no Python message, no pixel copy.
+            read = read_image if transport == 'raw' else read_compressed_image
             worker = FrameWorker(
                 spec.name,
                 lambda msg, s=spec, h=handler: h(s, msg),
@@ -77,13 +81,18 @@ class RobotInputs:
 
             pacing = self.paced_states is not None and spec is self.contract.videos[0]
 
-            def on_frame(msg, n=name, w=worker, pacing=pacing) -> None:
+            def on_frame(wire: bytes, n=name, w=worker, pacing=pacing, read=read, cam=spec.name) -> None:
                 self.inputs.seen(n, time.monotonic())
+                try:
+                    msg = read(wire)
+                except CdrError as exc:
+                    self.count(exc.reason, f"camera '{cam}': {exc}")
+                    return
                 if pacing:
                     self._pace_state(msg)
                 w.submit(msg)
 
-            self.create_subscription(msg_type, topic, on_frame, qos, event_callbacks=events)
+            self.create_subscription(msg_type, topic, self.guarded(on_frame), qos, event_callbacks=events, raw=True)
             self.get_logger().info(f"video track '{spec.name}' ({spec.codec.name}) <- {topic} ({transport})")
 
     def _stamp(self, header) -> int:
@@ -141,7 +150,7 @@ class RobotInputs:
         except PortalError as exc:
             self.count(reason_of(exc), f'cannot send: {exc}')
 
-    def _on_image(self, spec, msg: Image) -> None:
+    def _on_image(self, spec, msg: RawImage) -> None:
         start = time.perf_counter_ns()
         try:
             rgb = image_to_rgb(msg)
@@ -162,7 +171,7 @@ class RobotInputs:
         self.latency['frame_bridge'].add((converted - start) // 1000)
         self.latency['frame_codec'].add((time.perf_counter_ns() - converted) // 1000)
 
-    def _on_compressed(self, spec, msg: CompressedImage) -> None:
+    def _on_compressed(self, spec, msg: RawCompressedImage) -> None:
         fmt = compressed_format(msg)
         wanted = spec.codec.spec.ros_format  # None: the track's codec is not a CompressedImage format
         try:
