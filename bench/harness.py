@@ -64,8 +64,8 @@ class Domain:
 
     def _spin(self) -> None:
         # Cases create and destroy subscriptions while this thread spins; an error from one wait must
-        # not end the thread, or every later case waits in vain for diagnostics (seen: "safety state
-        # None" in both rows of the safety clock after an earlier case's teardown).
+        # not end the thread, or every later case waits in vain for diagnostics (the likely cause of
+        # one run's "safety state None" in both safety-clock rows; the first errors are printed).
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
