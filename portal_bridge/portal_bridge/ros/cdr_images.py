@@ -26,6 +26,8 @@ __all__ = ['CdrError', 'RawCompressedImage', 'RawHeader', 'RawImage', 'RawStamp'
 # Encapsulation identifiers (second byte; the first is 0): byte order of the body.
 _BIG_ENDIAN = {0x00: True, 0x01: False, 0x06: True, 0x07: False}  # CDR_BE, CDR_LE, PLAIN_CDR2_BE/LE
 _ORIGIN = 4  # alignment is relative to the byte after the encapsulation header
+# (uint32, int32) readers per byte order (big endian?), built once rather than per message
+_STRUCTS = {big: (struct.Struct(o + 'I'), struct.Struct(o + 'i')) for big, o in ((True, '>'), (False, '<'))}
 
 
 class CdrError(ImageConversionError):
@@ -77,8 +79,7 @@ class _Reader:
         big = _BIG_ENDIAN.get(self.buf[1]) if self.buf[0] == 0 else None
         if big is None:
             raise CdrError(f'unsupported CDR encapsulation 0x{self.buf[0]:02x}{self.buf[1]:02x}')
-        order = '>' if big else '<'
-        self.u32, self.i32 = struct.Struct(order + 'I'), struct.Struct(order + 'i')
+        self.u32, self.i32 = _STRUCTS[big]
         self.pos = _ORIGIN
 
     def _take(self, n: int, what: str) -> int:
