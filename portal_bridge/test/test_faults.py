@@ -94,10 +94,15 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             world.operator_side.node('sub').create_subscription(
                 Observation, '/operator_bridge/observation', lambda m: observations.append((now_us(), m.timestamp_us)),
                 RELIABLE)  # fmt: skip
-            frame_stamps = set()  # stamps of the frames the operator received (frame and state share one)
+            # When the operator received each frame and each state (frame and state share a stamp): it
+            # publishes per-camera images and joint states as they arrive, before the sync.
+            frame_seen, state_seen = {}, {}
             world.operator_side.node('viewer').create_subscription(
-                Image, '/operator_bridge/cam/image_raw', lambda m: frame_stamps.add(stamp_to_us(m.header.stamp)), 50
-            )
+                Image, '/operator_bridge/cam/image_raw',
+                lambda m: frame_seen.setdefault(stamp_to_us(m.header.stamp), time.monotonic()), RELIABLE)  # fmt: skip
+            world.operator_side.node('viewer').create_subscription(
+                JointState, '/operator_bridge/joint_states',
+                lambda m: state_seen.setdefault(stamp_to_us(m.header.stamp), time.monotonic()), RELIABLE)  # fmt: skip
             commands = world.robot_side.collect(Float64MultiArray, '/cmd')
             robot_pub = robot_traffic(world.robot_side.node('drivers'), camera='/cam/image_raw')
             actions = numbered_actions(world.operator_side.node('policy'), '/operator_bridge/action', 1.0)
@@ -156,19 +161,29 @@ def test_impaired_link(profile, tolerance, slack, room_name, tmp_path):
             figures['actions_complete_after_s'] = round(time.monotonic() - waited, 1)
             figures['actions_queued_by_operator'] = o2.transport.actions_sent - o0.transport.actions_sent
             figures['actions_received_by_robot'] = r2.transport.actions_received - r0.transport.actions_received
+            # States that reached the operator within half the sync's slack of their frame (the
+            # other half is left for this test's own subscribers' delay), and how many of those the
+            # bridge lost: not emitted, or a decoded frame dropped in its queue.
+            margin_s = 0.5 * slack / 30
+            paired = {
+                ts for ts, t in state_seen.items()
+                if ts >= window_start and ts in frame_seen and abs(frame_seen[ts] - t) < margin_s
+            }  # fmt: skip
+            lost_in_bridge = len(paired - set(stamps)) + frame_drops.get('recv-overflow', 0)
+            figures['paired_in_time'], figures['lost_in_bridge'] = len(paired), lost_in_bridge
             record(f'impaired-{profile.name[:2].strip("%")}-tol{tolerance}-slack{slack}', figures)
             assert len(received) == actions.count, figures
             assert figures['duplicate_observations'] == 0, figures
             # Observations flowed before the window (waited for above); within it, the video may
             # freeze for seconds (profile 1) or the whole window (profile 2, 0-38 % emitted).
             if profile is PROFILE_1 and slack == 60:
-                # The bridge's share of the target: every state whose frame the video stack delivered
-                # is emitted, and frames the SDK decoded are not lost in the bridge's queues (2 % for
-                # states still in flight at the end). Frames WebRTC never delivered
-                # (frames_sent - frames_received) cap emitted_fraction from outside the bridge.
-                framed = {ts for ts in frame_stamps if ts >= window_start}
-                lost_in_bridge = len(framed - set(stamps)) + frame_drops.get('recv-overflow', 0)
-                assert lost_in_bridge <= 0.02 * forwarded, (len(framed), figures)
+                # The bridge's share of the target: every state that reached the operator within the
+                # sync's slack of its frame is emitted, and frames the SDK decoded are not lost in the
+                # bridge's queues (2 % for states still in flight at the end). What the transport
+                # delivered later than that (an SCTP retransmission timeout backs off to seconds on a
+                # slow host), or never (frames_sent - frames_received), caps emitted_fraction from
+                # outside the bridge: the sync drops such a state, counted and logged.
+                assert lost_in_bridge <= 0.02 * forwarded, json.dumps(figures)
         finally:
             world.close()
 
@@ -316,11 +331,18 @@ def test_recording_integrity_across_handoffs_under_profile_1(room_name, tmp_path
             time.sleep(2.0)
             p_send.stop()
             h_send.stop()
-            time.sleep(3.0)  # what was accepted reaches the recorder over the impaired link
-            # Echoes are reliable but, like actions, can stall behind an SCTP retransmission timeout:
-            # wait for them (bounded) and record how long it took.
+            # Actions still in flight reach the robot, and their echoes the recorder, over the impaired
+            # link; both are reliable but can stall behind an SCTP retransmission timeout (seconds on
+            # a slow host). Wait until neither count has moved for 3 s with every command echoed
+            # (bounded), and record how long it took.
             waited = time.monotonic()
-            while len(executed) < len(commands) and time.monotonic() - waited < 20:
+            last, still_since = None, time.monotonic()
+            while time.monotonic() - waited < 40:
+                now = (len(commands), len(executed))
+                if now != last:
+                    last, still_since = now, time.monotonic()
+                elif now[1] >= now[0] and time.monotonic() - still_since >= 3.0:
+                    break
                 time.sleep(0.1)
 
             def key(values) -> tuple[int, int]:
@@ -331,9 +353,10 @@ def test_recording_integrity_across_handoffs_under_profile_1(room_name, tmp_path
             senders = {1: 'policy', 2: 'human'}
             record('recording-integrity', {'profile': PROFILE_1.name, 'accepted': len(accepted),
                                            'recorded': len(recorded), 'handoffs': 4,
-                                           'recorded_after_s': round(3.0 + time.monotonic() - waited, 1)})  # fmt: skip
+                                           'recorded_after_s': round(time.monotonic() - waited, 1)})  # fmt: skip
             assert len(set(accepted)) == len(accepted)  # the robot executed nothing twice
-            assert sorted(recorded) == sorted(accepted)  # every accepted action once, nothing else
+            missing, extra = sorted(set(accepted) - set(recorded)), sorted(set(recorded) - set(accepted))
+            assert sorted(recorded) == sorted(accepted), (len(accepted), len(recorded), missing[:10], extra[:10])
             assert all(senders[int(m.values[1])] == m.sender for m in executed)  # labelled with its sender
             assert {who for who, _ in accepted} == {1, 2}
         finally:

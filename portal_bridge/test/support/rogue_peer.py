@@ -92,6 +92,7 @@ class Rogue:
         self.room = room
         self.lp = room.local_participant
         self.contract = c = contract
+        self._video: tuple[asyncio.Future, str] | None = None  # untimed_video's sender and track sid
         ts = now_us()
         state = StateCodec(c.state).encode({f.name: 1.0 for f in c.state}, ts)[0]
         nan_state = StateCodec(c.state).encode({f.name: math.nan for f in c.state}, ts)[0]
@@ -182,17 +183,36 @@ class Rogue:
             await writer.write(payload)
         await writer.aclose()
 
-    async def untimed_video(self, name: str, frames: int) -> dict[str, Any]:
-        """A camera-named track whose frames carry no user_timestamp trailer."""
+    async def untimed_video(self, name: str) -> dict[str, Any]:
+        """Start a camera-named track whose frames carry no user_timestamp trailer (30 fps).
+
+        It goes on until :meth:`stop_video`: how long a receiver takes to subscribe and decode a
+        new track varies with the host, so the test stops it once the frames were counted.
+        """
         source = rtc.VideoSource(64, 48)
         track = rtc.LocalVideoTrack.create_video_track(name, source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
         publication = await self.lp.publish_track(track, options)
         data = bytes(64 * 48 * 4)
-        for _ in range(frames):
-            source.capture_frame(rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, data))
-            await asyncio.sleep(1 / 30)
-        await self.lp.unpublish_track(publication.sid)
+
+        async def send() -> int:
+            n = 0
+            try:
+                while True:
+                    source.capture_frame(rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, data))
+                    n += 1
+                    await asyncio.sleep(1 / 30)
+            except asyncio.CancelledError:
+                return n
+
+        self._video = (asyncio.ensure_future(send()), publication.sid)
+        return {'publishing': publication.sid}
+
+    async def stop_video(self) -> dict[str, Any]:
+        task, sid = self._video
+        task.cancel()
+        frames = await task
+        await self.lp.unpublish_track(sid)
         return {'frames': frames}
 
     async def faulty_actions(self, robot: str, repeats: int, outside: float) -> dict[str, Any]:
