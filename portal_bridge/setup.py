@@ -34,6 +34,7 @@ setup(
             'operator_bridge = portal_bridge.nodes.operator_bridge:main',
             'sim_robot = portal_bridge.nodes.sim_robot:main',
             'demo_teleop = portal_bridge.nodes.demo_teleop:main',
+            'recorder = portal_bridge.nodes.recorder:main',
             'doctor = portal_bridge.cli.doctor:main',
         ],
     },

@@ -96,7 +96,14 @@ def test_info_json_matches_lerobot_and_adds_only_portal_features(tmp_path):
             if 'info' in ft:
                 assert mine['info'][k] == ft['info'][k], k
     extra = set(ours['features']) - set(ref['features'])
-    assert extra == {'observation.timestamp_us', 'action.timestamp_us', 'action.sender', 'action.matched'}
+    assert extra == {
+        'observation.timestamp_us',
+        'observation.frame_timestamps_us',
+        'action.timestamp_us',
+        'action.sender',
+        'action.matched',
+    }
+    assert ours['features']['observation.frame_timestamps_us']['names'] == ['front']
 
 
 def test_parquet_schemas_and_metadata_match_lerobot(tmp_path):

@@ -26,6 +26,7 @@ CODEBASE_VERSION = 'v3.0'
 STATE = 'observation.state'
 ACTION = 'action'
 OBSERVATION_TS = 'observation.timestamp_us'
+FRAME_TS = 'observation.frame_timestamps_us'
 ACTION_TS = 'action.timestamp_us'
 ACTION_SENDER = 'action.sender'
 ACTION_MATCHED = 'action.matched'
@@ -146,6 +147,8 @@ class DatasetSchema:
                 },
             }
         out[OBSERVATION_TS] = {'dtype': 'int64', 'shape': [1], 'names': None}
+        if self.cameras:
+            out[FRAME_TS] = {'dtype': 'int64', 'shape': [len(self.cameras)], 'names': list(self.camera_names)}
         out[ACTION_TS] = {'dtype': 'int64', 'shape': [1], 'names': None}
         out[ACTION_SENDER] = {'dtype': 'string', 'shape': [1], 'names': None}
         out[ACTION_MATCHED] = {'dtype': 'bool', 'shape': [1], 'names': None}

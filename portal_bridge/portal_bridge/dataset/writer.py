@@ -43,6 +43,7 @@ from .schema import (
     ACTION_SENDER,
     ACTION_TS,
     CODEBASE_VERSION,
+    FRAME_TS,
     OBSERVATION_TS,
     STATE,
     DatasetSchema,
@@ -84,6 +85,7 @@ class Frame:
     action_ts_us: int = 0
     action_sender: str = ''
     candidates: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    frame_timestamps_us: Mapping[str, int] = field(default_factory=dict)  # per camera; missing: 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class Episode:
         self._states: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
         self._obs_ts: list[int] = []
+        self._frame_ts: list[list[int]] = []
         self._action_ts: list[int] = []
         self._senders: list[str] = []
         self._candidates: dict[str, list[np.ndarray]] = {c: [] for c in schema.candidates}
@@ -173,6 +176,7 @@ class Episode:
         self._states.append(state)
         self._actions.append(action)
         self._obs_ts.append(int(frame.observation_ts_us))
+        self._frame_ts.append([int(frame.frame_timestamps_us.get(c, 0)) for c in schema.camera_names])
         self._action_ts.append(int(frame.action_ts_us) if frame.action is not None else 0)
         self._senders.append(frame.action_sender if frame.action is not None else '')
         for c, v in cands.items():
@@ -220,6 +224,8 @@ class Episode:
             ACTION_SENDER: list(self._senders),
             ACTION_MATCHED: np.asarray([s != '' for s in self._senders]),
         }
+        if self.writer.schema.cameras:
+            cols[FRAME_TS] = np.asarray(self._frame_ts, dtype=np.int64).reshape(n, -1)
         for c, rows in self._candidates.items():
             cols[candidate_key(c)] = np.stack(rows) if n else np.zeros((0, len(self._nan_action)))
         cols['timestamp'] = (frame_index / fps).astype(np.float32)
@@ -330,9 +336,12 @@ class LeRobotWriter:
             values = cols[key]
             typ = _arrow_type(ft)
             if isinstance(typ, pa.FixedSizeListType):
-                flat = pa.array(np.asarray(values, dtype=np.float32).reshape(-1), type=typ.value_type)
+                dtype = np.int64 if typ.value_type == pa.int64() else np.float32
+                flat = pa.array(np.asarray(values, dtype=dtype).reshape(-1), type=typ.value_type)
                 arrays.append(pa.FixedSizeListArray.from_arrays(flat, typ.list_size))
-            else:
+            else:  # a shape-[1] feature is a scalar column (one camera's frame stamps too)
+                if isinstance(values, np.ndarray) and values.ndim > 1:
+                    values = values.reshape(-1)
                 arrays.append(pa.array(values, type=typ))
         hf = {'info': {'features': {k: _hf_feature(v) for k, v in data_feats.items()}}}
         table = pa.Table.from_arrays(arrays, names=list(data_feats)).replace_schema_metadata(

@@ -54,6 +54,9 @@ COUNTERS: dict[str, Counter] = {
         Counter('wrong-length', REJECTED, '~/action_chunk rows do not match the chunk fields'),
         Counter('horizon-mismatch', REJECTED, "~/action_chunk points do not match the chunk's horizon"),
         Counter('chunk-missing-joints', REJECTED, '~/action_chunk lacks joints of the chunk'),
+        # recorder
+        Counter('frame-refused', REJECTED, 'an observation the dataset cannot take (a camera missing or resized)'),
+        Counter('save-failed', REJECTED, 'an episode could not be saved (the error is in the log and ~/recording)'),
     )
 }
 

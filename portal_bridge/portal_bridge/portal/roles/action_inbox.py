@@ -33,6 +33,8 @@ class ActionInbox:
         self._latest_chunks: dict[str, ActionChunk] = {}
         self._action_listeners = Listeners('action', self._tasks)
         self._chunk_listeners = Listeners('action-chunk', self._tasks)  # keyed by chunk name
+        self._candidate_listeners = Listeners('candidate-action', self._tasks)
+        self._candidates: frozenset[str] = frozenset()
 
     def _inbox_enabled(self) -> bool:
         return True
@@ -49,6 +51,16 @@ class ActionInbox:
     def on_action(self, cb: Callable[[Action], Any]) -> None:
         """Add a listener called on the session's loop for every action that passed the gate."""
         self._action_listeners.add(cb)
+
+    def on_candidate_action(self, identities, cb: Callable[[Action | ActionChunk], Any]) -> None:
+        """Add a listener for actions and chunks that ``identities`` send while not in control.
+
+        Shadow evaluation (a portal_bridge extension): Portal broadcasts every action to the room,
+        and the gate drops a candidate's; this hands them, decoded and labelled with their
+        sender, to a recorder instead. They are never delivered as actions and never executed.
+        """
+        self._candidates = self._candidates | frozenset(identities)
+        self._candidate_listeners.add(cb)
 
     def get_action(self) -> Optional[Action]:
         return self._latest_action
@@ -80,45 +92,78 @@ class ActionInbox:
         self._latest_chunks[chunk.name] = chunk
         self._chunk_listeners.emit(chunk, key=chunk.name)
 
+    def _is_candidate(self, sender: str) -> bool:
+        return sender in self._candidates and sender != self._active
+
     def _on_action_packet(self, data: bytes, sender: str) -> None:
+        if self._is_candidate(sender):
+            self._take_candidate_action(data, sender)
+            return
         if not self._inbox_enabled() or not self._gate(sender):
             return
         self._take_action(data, sender)
 
-    def _take_action(self, data: bytes, sender: str) -> None:
-        """Decode an action that passed the gate (here, or the robot's) and deliver it."""
+    def _take_candidate_action(self, data: bytes, sender: str) -> None:
+        action = self._decode_action(data, sender, 'candidate action')
+        if action is not None:
+            self._candidate_listeners.emit(action)
+
+    def _decode_action(self, data: bytes, sender: str, what: str) -> Optional[Action]:
+        """The action in a packet, or None (counted and logged) when it is not one."""
         if self._action_codec is None:
             self._metrics.drop('schema-mismatch')
-            return
+            return None
         try:
             ts, reply, raw = self._action_codec.decode(data)
         except PacketError as exc:
-            self._count_packet_error(exc, 'action', sender)
+            self._count_packet_error(exc, what, sender)
+            return None
+        return Action(
+            typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, self._action_codec.names
+        )
+
+    def _take_action(self, data: bytes, sender: str) -> None:
+        """Decode an action that passed the gate (here, or the robot's) and deliver it."""
+        action = self._decode_action(data, sender, 'action')
+        if action is None:
             return
-        now = now_us()
-        self._metrics.action_received(ts, now, reply)
-        names = self._action_codec.names
+        self._metrics.action_received(action.timestamp_us, now_us(), action.in_reply_to_ts_us or 0)
         self._accepted(EXECUTED_ACTION, sender, data)
-        self._deliver_action(Action(typed_map(self.contract.action, raw), tuple(raw), ts, sender, reply or None, names))
+        self._deliver_action(action)
 
     def _on_chunk_stream(self, payload: bytes, sender: str) -> None:
+        if self._is_candidate(sender):
+            self._take_candidate_chunk(payload, sender)
+            return
         if not self._inbox_enabled() or not self._gate(sender):  # gated at completion time
             return
         self._take_chunk(payload, sender)
 
-    def _take_chunk(self, payload: bytes, sender: str) -> None:
-        """Decode a chunk that passed the gate (here, or the robot's) and deliver it."""
+    def _take_candidate_chunk(self, payload: bytes, sender: str) -> None:
+        decoded = self._decode_chunk(payload, sender, 'candidate chunk')
+        if decoded is not None:
+            self._candidate_listeners.emit(self._chunk_record(*decoded, sender))
+
+    def _decode_chunk(self, payload: bytes, sender: str, what: str):
+        """``(codec, chunk)`` of a chunk stream, or None (counted and logged) when it is not one."""
         fp = peek_fingerprint(payload)
         codec = self._chunk_codecs.get(fp) if fp is not None else None
         if codec is None:
-            what = f'fingerprint 0x{fp:08x} is not declared' if fp is not None else 'shorter than a fingerprint'
-            self._count_packet_error(PacketError('unknown-chunk', what, fp), 'chunk', sender)
-            return
+            why = f'fingerprint 0x{fp:08x} is not declared' if fp is not None else 'shorter than a fingerprint'
+            self._count_packet_error(PacketError('unknown-chunk', why, fp), what, sender)
+            return None
         try:
-            chunk = codec.decode(payload)
+            return codec, codec.decode(payload)
         except PacketError as exc:
-            self._count_packet_error(exc, 'chunk', sender)
+            self._count_packet_error(exc, what, sender)
+            return None
+
+    def _take_chunk(self, payload: bytes, sender: str) -> None:
+        """Decode a chunk that passed the gate (here, or the robot's) and deliver it."""
+        decoded = self._decode_chunk(payload, sender, 'chunk')
+        if decoded is None:
             return
+        codec, chunk = decoded
         last = self._latest_chunks.get(codec.spec.name)
         if last is not None and last.sender == sender and chunk.timestamp_us < last.timestamp_us:
             # Each stream is read by its own task, so a burst can complete out of order; playing an
