@@ -2,6 +2,7 @@
 
   ros2 launch portal_bridge operator.launch.py livekit_url:=wss://my.livekit.cloud room:=lab identity:=teleop
   ros2 launch portal_bridge operator.launch.py auto_claim:=true rviz:=true
+  ros2 launch portal_bridge operator.launch.py record:=true dataset_root:=$HOME/datasets/pick
 
 Arguments left empty keep the value from ``params_file``.
 """
@@ -22,13 +23,19 @@ EXTRA = (
     ('auto_claim', '', 'true: take control when connected'),
     ('action_subscription', '', 'true: publish ~/executed_actions (recorders)'),
     ('rviz', 'false', 'Start rviz2 with config/operator.rviz'),
+    ('record', 'false', 'true: also start the recorder (LeRobotDataset episodes, docs/recording.md)'),
+    ('dataset_root', '', 'Recorder dataset directory (empty: from params_file, else ~/portal_datasets/<room>)'),
 )
 OVERRIDES = {'auto_claim': ('auto_claim', truthy), 'action_subscription': ('action_subscription', truthy)}
+RECORDER_OVERRIDES = {'dataset_root': ('dataset_root', str)}
 
 
 def _nodes(context, *args, **kwargs):
+    nodes = [bridge_node(context, 'operator_bridge', OVERRIDES)]
+    if truthy(LaunchConfiguration('record').perform(context)):
+        nodes.append(bridge_node(context, 'recorder', RECORDER_OVERRIDES, own_identity=True))
     if not truthy(LaunchConfiguration('rviz').perform(context)):
-        return [bridge_node(context, 'operator_bridge', OVERRIDES)]
+        return nodes
     if missing_rviz():
         return [LogInfo(msg=missing_rviz()), Shutdown(reason='rviz2 not installed')]  # before anything starts
     rviz = Node(
@@ -37,7 +44,7 @@ def _nodes(context, *args, **kwargs):
         name='rviz2',
         arguments=['-d', os.path.join(SHARE, 'config', 'operator.rviz')],
     )
-    return [bridge_node(context, 'operator_bridge', OVERRIDES), rviz]
+    return [*nodes, rviz]
 
 
 def generate_launch_description():

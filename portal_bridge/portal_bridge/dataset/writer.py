@@ -259,7 +259,7 @@ class LeRobotWriter:
             self._recover()
         else:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._write_summaries()
+            self._write_summaries([])
         shutil.rmtree(self.root / STAGING, ignore_errors=True)
 
     # -- state ------------------------------------------------------------------------------------
@@ -273,11 +273,7 @@ class LeRobotWriter:
 
     @property
     def tasks(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for e in self._episodes:
-            for t in e['tasks']:
-                seen.setdefault(t, None)
-        return list(seen)
+        return _tasks_of(self._episodes)
 
     def start_episode(self, task: str) -> Episode:
         if not task:
@@ -383,9 +379,10 @@ class LeRobotWriter:
         target = self.root / EPISODES_PATH.format(**where)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged_meta, target)
-        with self._lock:
-            self._episodes.append(row)
-        self._write_summaries()
+        episodes = [*self._episodes, row]
+        self._write_summaries(episodes)
+        with self._lock:  # counted once its summaries are on disk too
+            self._episodes = episodes
         log.info('episode %d saved: %d frames, task %r', index, episode.frames, episode.task)
         return EpisodeResult(index, episode.frames, episode.task, self.root)
 
@@ -398,22 +395,22 @@ class LeRobotWriter:
                 out.setdefault(key, {})[name] = np.asarray(value)
         return out
 
-    def _write_summaries(self) -> None:
+    def _write_summaries(self, episodes: list[dict[str, Any]]) -> None:
         (self.root / 'meta').mkdir(parents=True, exist_ok=True)
-        tasks = self.tasks
+        tasks = _tasks_of(episodes)
         task_table = pa.table(
             {'task_index': pa.array(range(len(tasks)), pa.int64()), 'task': pa.array(tasks, pa.string())}
         )
         task_table = task_table.replace_schema_metadata({'pandas': json.dumps(_PANDAS_TASKS_METADATA)})
         _write_parquet(task_table, self.root / 'meta' / 'tasks.parquet')
-        agg = dstats.aggregate(self._episode_stats(e) for e in self._episodes)
+        agg = dstats.aggregate(self._episode_stats(e) for e in episodes)
         _write_json(self.root / 'meta' / 'stats.json', dstats.to_json(agg))
-        n = self.total_episodes
+        n = len(episodes)
         info = {
             'codebase_version': CODEBASE_VERSION,
             'robot_type': self.schema.robot_type,
             'total_episodes': n,
-            'total_frames': self.total_frames,
+            'total_frames': sum(int(e['length']) for e in episodes),
             'total_tasks': len(tasks),
             'chunks_size': CHUNKS_SIZE,
             'data_files_size_in_mb': 100,
@@ -458,7 +455,16 @@ class LeRobotWriter:
             log.warning(
                 '%s: removed %d file(s) of an episode that was not committed: %s', self.root, len(removed), removed
             )
-        self._write_summaries()
+        self._write_summaries(self._episodes)
+
+
+def _tasks_of(episodes: list[dict[str, Any]]) -> list[str]:
+    """The dataset's tasks in first-use order (task_index is the position)."""
+    seen: dict[str, None] = {}
+    for e in episodes:
+        for t in e['tasks']:
+            seen.setdefault(t, None)
+    return list(seen)
 
 
 # The pandas metadata lerobot's tasks table carries: ``task`` is the index, so

@@ -20,6 +20,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 import os
 import threading
+import time
 from typing import Any, Optional, Sequence
 
 from std_srvs.srv import Trigger
@@ -95,6 +96,7 @@ class Recorder(BridgeNode):
         self._episode: Optional[Episode] = None
         self._matcher: Optional[FrameMatcher] = None
         self._task = ''
+        self._closing = False  # stop_episode called: no new observations, waiting for late actions
         self._saving: list[Future] = []
         self._error = ''
         self.frames_refused = 0
@@ -133,7 +135,7 @@ class Recorder(BridgeNode):
     def _on_observation(self, obs: PortalObservation) -> None:
         self.observations_seen += 1
         with self._lock:
-            if self._episode is None:
+            if self._episode is None or self._closing:
                 return
             if self._writer is None and not self._open_writer(obs):
                 return
@@ -284,9 +286,22 @@ class Recorder(BridgeNode):
 
     def _srv_stop(self, request, response):
         with self._lock:
-            if self._matcher is None:
+            if self._matcher is None or self._closing:
                 response.success, response.message = False, 'no episode is recording'
                 return response
+            self._closing = True
+        # The episode takes no new observation, and its last ones get up to action_wait_ms for the
+        # actions that answer them (in flight now), so the episode does not end with a cut.
+        deadline = time.monotonic() + self._wait_us / 1e6
+        while time.monotonic() < deadline:
+            with self._lock:
+                if isinstance(self._episode, Episode):
+                    self._drain(now_us())
+                if self._matcher.waiting == 0:
+                    break
+            time.sleep(_POLL_S / 5)
+        with self._lock:
+            self._closing = False
             episode = self._episode
             index = self._next_index()
             if isinstance(episode, Episode):
@@ -302,6 +317,7 @@ class Recorder(BridgeNode):
                 self._publish_state()
                 return response
             frames = episode.frames
+            unmatched_before = self._unmatched_base
             future = episode.save()
             self._saving.append(future)
         future.add_done_callback(lambda f, i=index: self._saved(f, i))
@@ -309,6 +325,12 @@ class Recorder(BridgeNode):
         response.success = True
         response.message = f"saving episode {index}: {frames} frames ({frames / self.fps:.1f} s), '{task}'"
         self.get_logger().info(response.message)
+        late = self.unmatched_actions - unmatched_before
+        if late:
+            self.get_logger().warning(
+                f'episode {index}: {late} executed action(s) answered no frame (their observation was not recorded, '
+                f'or they came more than action_wait_ms={self._wait_us // 1000} after it)'
+            )
         self._publish_state()
         return response
 
@@ -331,6 +353,9 @@ class Recorder(BridgeNode):
         with self._lock:
             if self._matcher is None:
                 response.success, response.message = False, 'no episode is recording'
+                return response
+            if self._closing:
+                response.success, response.message = False, 'the episode is being stopped and saved'
                 return response
             episode, index, task = self._episode, self._next_index(), self._task
             self._episode, self._matcher = None, None

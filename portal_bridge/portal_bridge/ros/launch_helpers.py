@@ -75,15 +75,22 @@ def overrides_from(arg: Callable[[str], str], table: dict[str, tuple[str, Callab
     return out
 
 
-def bridge_node(context: Any, executable: str, extra_overrides: Optional[dict] = None) -> Any:
-    """The bridge ``Node`` action with the parameter file, overrides, log level and DDS profile."""
+def bridge_node(
+    context: Any, executable: str, extra_overrides: Optional[dict] = None, own_identity: bool = False
+) -> Any:
+    """The bridge ``Node`` action with the parameter file, overrides, log level and DDS profile.
+
+    ``own_identity``: the node keeps the identity of its parameter file (a recorder next to an
+    operator_bridge must not join the room under the operator's identity).
+    """
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    overrides = overrides_from(arg, {**CONNECTION_OVERRIDES, **(extra_overrides or {})})
+    table = {k: v for k, v in CONNECTION_OVERRIDES.items() if not (own_identity and k == 'identity')}
+    overrides = overrides_from(arg, {**table, **(extra_overrides or {})})
     return Node(
         package='portal_bridge',
         executable=executable,

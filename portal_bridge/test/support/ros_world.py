@@ -144,6 +144,18 @@ class BridgeWorld:
             wait_for_sync(lambda: node.operator.robot_identity() is not None, 10, what='operator sees the robot')
         return node
 
+    def recorder(self, contract: str, identity: str = 'recorder', wait: bool = True, **params: Any):
+        from portal_bridge.nodes.recorder import Recorder
+
+        node = Recorder(
+            context=self.operator_side.context, parameter_overrides=self._common(contract, identity, params)
+        )
+        self.operator_side.add(node)
+        if wait:
+            assert node.wait_connected(20), 'recorder did not connect'
+            wait_for_sync(lambda: node.operator.robot_identity() is not None, 10, what='recorder sees the robot')
+        return node
+
     def close(self) -> None:
         for domain in (self.operator_side, self.robot_side):
             for node in domain.nodes:
