@@ -35,6 +35,8 @@ setup(
             'sim_robot = portal_bridge.nodes.sim_robot:main',
             'demo_teleop = portal_bridge.nodes.demo_teleop:main',
             'recorder = portal_bridge.nodes.recorder:main',
+            'bag_to_lerobot = portal_bridge.cli.bag_to_lerobot:main',
+            'shadow_report = portal_bridge.cli.shadow_report:main',
             'doctor = portal_bridge.cli.doctor:main',
         ],
     },

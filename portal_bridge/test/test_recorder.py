@@ -12,7 +12,10 @@ and the camera frames are the ones the robot sent, bit for bit (raw track, lossl
 from __future__ import annotations
 
 import json
+import os
+import time
 
+from ament_index_python.packages import get_package_share_directory
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
@@ -25,9 +28,12 @@ pa = pytest.importorskip('pyarrow', reason='datasets need pyarrow (requirements/
 pytest.importorskip('av', reason='datasets need PyAV (requirements/*.txt)')
 import pyarrow.parquet as pq  # noqa: E402
 
+from portal_bridge.cli import shadow_report  # noqa: E402
+from portal_bridge.dataset.bag_convert import convert_bag  # noqa: E402
+from portal_bridge.dataset.shadow import divergences, load_actions  # noqa: E402
 from portal_bridge.dataset.video import decode_frames  # noqa: E402
 from portal_bridge.portal import now_us  # noqa: E402
-from portal_bridge_msgs.msg import Observation  # noqa: E402
+from portal_bridge_msgs.msg import EpisodeEvent, ExecutedAction, Observation  # noqa: E402
 from portal_bridge_msgs.srv import StartEpisode  # noqa: E402
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros]
@@ -40,6 +46,12 @@ state: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
 action: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
 """
 OFFSETS = {'policy': 0.1, 'human': -0.1, 'shadow': 0.35}
+BAG_TOPICS = {
+    '/recorder/observation': Observation,
+    '/recorder/executed_actions': ExecutedAction,
+    '/recorder/candidate_actions': ExecutedAction,
+    '/recorder/episode_events': EpisodeEvent,
+}
 
 
 def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp_path):
@@ -52,6 +64,14 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     rec = world.recorder(
         contract, dataset_root=str(root), candidates=['shadow'], video_codec='h264-lossless', action_wait_ms=8000
     )
+    # what `ros2 bag record` of the recorder's topics would keep: the serialized messages as received
+    bagged: dict[str, list] = {topic: [] for topic in BAG_TOPICS}
+    bagger = world.operator_side.node('bagger')
+    for topic, msg_type in BAG_TOPICS.items():
+        bagger.create_subscription(
+            msg_type, topic, lambda raw, t=topic: bagged[t].append((time.time_ns(), raw)), RELIABLE, raw=True
+        )
+    wait_for_sync(lambda: rec.observation_pub.get_subscription_count() > 0, what='bag subscriptions matched')
     executed, emitted = [], []
     rec.operator.on_action(executed.append)
     rec.operator.on_observation(lambda o: emitted.append(o.timestamp_us))
@@ -114,18 +134,28 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
         _, j1 = sent[r['observation.timestamp_us']]
         assert r['observation.state'] == [float(np.float32(j1)), float(np.float32(-j1))]  # float32, as lerobot
 
-    # every executed action answering a recorded observation is in that frame, once, with its sender
+    # every frame holds the first executed action answering it, with its sender; each action appears
+    # once. (Around a handoff both operators may answer the same observation and the robot executes
+    # both: the second answer has no frame of its own and is counted as unmatched.)
     by_stamp = {r['observation.timestamp_us']: r for r in rows}
-    answering = [a for a in executed[start:] if a.in_reply_to_ts_us in by_stamp]
+    first: dict[int, object] = {}
+    extra = 0
+    for a in executed[start:]:
+        if a.in_reply_to_ts_us in by_stamp:
+            if a.in_reply_to_ts_us in first:
+                extra += 1
+            else:
+                first[a.in_reply_to_ts_us] = a
     # (not every frame is answered: each operator's sync pairs states with frames on its own, so the
     # driver may not have had an observation of every state the recorder paired)
-    assert len(answering) >= len(rows) // 2
+    assert len(first) >= len(rows) // 2
     keys = [(r['action.timestamp_us'], r['action.sender']) for r in rows if r['action.matched']]
     assert len(keys) == len(set(keys))
-    for a in answering:
-        row = by_stamp[a.in_reply_to_ts_us]
+    for stamp, a in first.items():
+        row = by_stamp[stamp]
         assert (row['action.timestamp_us'], row['action.sender']) == (a.timestamp_us, a.sender)
         assert row['action'] == pytest.approx([row['observation.state'][0] + OFFSETS[a.sender], 0.5], abs=1e-6)
+    assert rec.unmatched_actions >= extra
     assert set(keys) <= {(a.timestamp_us, a.sender) for a in executed}
     assert senders_in_order(rows) == ['policy', 'human', 'policy']
 
@@ -143,6 +173,62 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
         assert abs(t - r['frame_index'] / 30) < 1e-4
         np.testing.assert_array_equal(img, sent[r['observation.frame_timestamps_us']][0])
     assert rec.frames_refused == 0 and rec.counts().get('frame-refused', 0) == 0
+
+    # shadow_report: the shadow proposed j1 + 0.35 where the policy executed j1 + 0.1 and the human j1 - 0.1
+    report = {(d.scope, d.joint): d for d in divergences(load_actions(root)) if d.candidate == 'shadow'}
+    assert report['sender=policy', 'j1'].mean_abs == pytest.approx(0.25, abs=1e-5)
+    assert report['sender=policy', 'j1'].max_abs == pytest.approx(0.25, abs=1e-5)
+    assert report['sender=human', 'j1'].mean_abs == pytest.approx(0.45, abs=1e-5)
+    assert report['all', 'j2'].max_abs == 0.0
+    assert report['all', 'j1'].frames == report['sender=policy', 'j1'].frames + report['sender=human', 'j1'].frames > 0
+    png = tmp_path / 'shadow.png'
+    assert shadow_report.main([str(root), '--plot', str(png)]) == 0
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+    # the bag of the recorder's topics converts to the same dataset
+    wait_for_sync(lambda: len(bagged['/recorder/episode_events']) >= 2, what='start and stop events in the bag')
+    bag = write_bag(tmp_path / 'bag', bagged)
+    converted = convert_bag(bag, tmp_path / 'from_bag', video_codec='h264-lossless', action_wait_ms=8000)
+    assert [(i, n) for i, n, _ in converted.episodes] == [(0, len(rows))]
+    again = pq.read_table(tmp_path / 'from_bag/data/chunk-000/file-000.parquet').to_pylist()
+    for live, from_bag in zip(rows, again, strict=True):
+        for key in (
+            'observation.timestamp_us',
+            'observation.frame_timestamps_us',
+            'observation.state',
+            'action.timestamp_us',
+            'action.sender',
+            'action.matched',
+            'index',
+            'timestamp',
+        ):
+            assert live[key] == from_bag[key], key
+        for key in ('action', 'action.candidate.shadow'):
+            np.testing.assert_array_equal(live[key], from_bag[key])
+    assert json.loads((tmp_path / 'from_bag/meta/info.json').read_text())['features'] == info['features']
+    bag_frames = decode_frames(tmp_path / 'from_bag/videos/observation.images.wrist/chunk-000/file-000.mp4')
+    for (_, a), (_, b) in zip(frames, bag_frames, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def write_bag(path, messages: dict[str, list]):
+    """A rosbag2 MCAP folder with the serialized messages, as `ros2 bag record -s mcap` writes it."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    share = get_package_share_directory('portal_bridge_msgs')
+    for name in ('Observation', 'ExecutedAction', 'EpisodeEvent'):
+        with open(os.path.join(share, 'msg', f'{name}.msg')) as f:
+            store.register(get_types_from_msg(f.read(), f'portal_bridge_msgs/msg/{name}'))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {
+            topic: writer.add_connection(topic, f'portal_bridge_msgs/msg/{BAG_TOPICS[topic].__name__}', typestore=store)
+            for topic in messages
+        }
+        for recv_ns, topic, raw in sorted((t, topic, raw) for topic, msgs in messages.items() for t, raw in msgs):
+            writer.write(conns[topic], recv_ns, raw)
+    return path
 
 
 def senders_in_order(rows) -> list[str]:

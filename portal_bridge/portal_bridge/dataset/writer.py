@@ -151,6 +151,14 @@ class Episode:
         return len(self._states)
 
     @property
+    def first_observation_ts_us(self) -> int:
+        return self._obs_ts[0] if self._obs_ts else 0
+
+    @property
+    def last_observation_ts_us(self) -> int:
+        return self._obs_ts[-1] if self._obs_ts else 0
+
+    @property
     def duration_s(self) -> float:
         return self.frames / self.writer.schema.fps
 

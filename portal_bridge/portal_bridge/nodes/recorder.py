@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 
 from std_srvs.srv import Trigger
 
-from portal_bridge_msgs.msg import EpisodeEvent, RecordingState
+from portal_bridge_msgs.msg import EpisodeEvent, ExecutedAction, Observation, RecordingState
 from portal_bridge_msgs.srv import StartEpisode
 
 from ..dataset.matching import ActionIn, FrameMatcher, ObservationIn
@@ -36,6 +36,7 @@ from ..portal import Observation as PortalObservation
 from ..portal.peer_settings import PeerSettings
 from ..portal.room.session import now_us
 from ..ros.diagnostics import ERROR, OK, WARN
+from ..ros.observation_msgs import executed_action, executed_chunk, observation_to_msg
 from .bridge_node import LATCHED, BridgeNode
 from .node_main import run_node
 
@@ -110,6 +111,11 @@ class Recorder(BridgeNode):
 
         self.state_pub = self.create_publisher(RecordingState, '~/recording', LATCHED)
         self.event_pub = self.create_publisher(EpisodeEvent, '~/episode_events', 10)
+        # What the recorder sees, for `ros2 bag record` (bag_to_lerobot turns such a bag into the same
+        # dataset); built only while someone subscribes.
+        self.observation_pub = self.create_publisher(Observation, '~/observation', 10)
+        self.executed_pub = self.create_publisher(ExecutedAction, '~/executed_actions', 100)
+        self.candidate_pub = self.create_publisher(ExecutedAction, '~/candidate_actions', 100)
         op = self.operator
         op.on_observation(self._on_observation)
         op.on_action(self._on_executed)
@@ -132,8 +138,15 @@ class Recorder(BridgeNode):
         self.start_session(op)
 
     # -- session callbacks (LiveKit thread) ------------------------------------------------------------
+    def _robot(self) -> str:
+        return self.operator.robot_identity() or ''
+
     def _on_observation(self, obs: PortalObservation) -> None:
         self.observations_seen += 1
+        if self.observation_pub.get_subscription_count():
+            self.observation_pub.publish(
+                observation_to_msg(obs, self.track_order, list(self.state_names), self._robot())
+            )
         with self._lock:
             if self._episode is None or self._closing:
                 return
@@ -145,14 +158,21 @@ class Recorder(BridgeNode):
             self._matcher.add_observation(ObservationIn(obs.timestamp_us, obs.state.raw, images, received, stamps))
             self._drain(now_us())
 
+    def _republish(self, pub, record: Action | ActionChunk) -> None:
+        if pub.get_subscription_count():
+            convert = executed_chunk if isinstance(record, ActionChunk) else executed_action
+            pub.publish(convert(record, self._robot()))
+
     def _on_executed(self, record: Action | ActionChunk) -> None:
         self.executed_seen += 1
+        self._republish(self.executed_pub, record)
         with self._lock:
             if self._matcher is not None:
                 self._matcher.add_executed(self._action_in(record))
 
     def _on_candidate(self, record: Action | ActionChunk) -> None:
         self.candidate_seen += 1
+        self._republish(self.candidate_pub, record)
         with self._lock:
             if self._matcher is not None:
                 self._matcher.add_candidate(record.sender, self._action_in(record))
@@ -317,11 +337,12 @@ class Recorder(BridgeNode):
                 self._publish_state()
                 return response
             frames = episode.frames
+            span = (episode.first_observation_ts_us, episode.last_observation_ts_us)
             unmatched_before = self._unmatched_base
             future = episode.save()
             self._saving.append(future)
         future.add_done_callback(lambda f, i=index: self._saved(f, i))
-        self._event('stop', index, task)
+        self._event('stop', index, task, span)
         response.success = True
         response.message = f"saving episode {index}: {frames} frames ({frames / self.fps:.1f} s), '{task}'"
         self.get_logger().info(response.message)
@@ -368,8 +389,9 @@ class Recorder(BridgeNode):
         return response
 
     # -- state and diagnostics ---------------------------------------------------------------------------
-    def _event(self, event: str, index: int, task: str) -> None:
+    def _event(self, event: str, index: int, task: str, span: tuple[int, int] = (0, 0)) -> None:
         msg = EpisodeEvent(event=event, episode_index=index, task=task)
+        msg.first_observation_ts_us, msg.last_observation_ts_us = span
         msg.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(msg)
 
