@@ -4,8 +4,8 @@ Every case starts the parts it compares as separate processes (as they are deplo
 local livekit-server, measures end-to-end numbers with a subscriber and takes per-hop numbers
 from the bridges' own latency probes (their `latency` diagnostics task). This module holds the
 report (its sections in order, its header) and ``main``; the shared setup is :class:`~.runner.Bench`,
-each case is one ``case_*.py`` module (measure + report section), case 7 is ``safety_clock.py``,
-and the harness (processes, ROS domains, machine line) is ``harness.py``.
+each case is one ``case_*.py`` module (measure + report section), case 7 is ``safety_clock.py``, and
+the harness (processes, ROS domains, machine line) is ``harness.py``.
 
     python -m bench [--quick] [--out docs/benchmarks.md]
     python -m bench --only safety_clock       # one section (repeatable), printed with its run header
@@ -20,7 +20,7 @@ from pathlib import Path
 import sys
 from typing import Callable
 
-from . import case_action_path, case_observation, case_scale, case_sustained
+from . import case_action_path, case_observation, case_recorder, case_scale, case_sustained
 from .harness import machine
 from .runner import Bench, Emit
 from .safety_clock import safety_clock, safety_clock_table
@@ -37,6 +37,7 @@ SECTIONS: dict[str, Callable[[Bench, Emit], None]] = {
     'sustained': case_sustained.section,
     'scale': case_scale.section,
     'safety_clock': section_safety_clock,
+    'recorder': case_recorder.section,
 }
 
 

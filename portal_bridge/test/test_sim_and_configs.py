@@ -158,7 +158,8 @@ def test_benchmark_harness_smoke():
     run = subprocess.run([str(ROOT / 'scripts' / 'bench.sh')], env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for heading in ('## 1-3. Observation latency', '## 4. Action path', '## 5. Sustained load', '## 6. Scale',
-                    '## 7. Safety clock under image load'):  # fmt: skip
+                    '## 7. Safety clock under image load', '## 8. Recorder'):  # fmt: skip
         assert heading in run.stdout
     assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout
     assert '| idle | 0 |' in run.stdout and '| load | 3 x PNG 640x480 |' in run.stdout
+    assert '| 3 x 640x480 | h264 | 30 fps for 4 s | 120 |' in run.stdout  # every frame fed was saved
