@@ -238,3 +238,55 @@ def senders_in_order(rows) -> list[str]:
         if r['action.matched'] and (not out or out[-1] != r['action.sender']):
             out.append(r['action.sender'])
     return out
+
+
+H264_CONTRACT = """
+version: 1
+fps: 30
+videos: [ { name: front, codec: h264 } ]
+state: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
+action: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
+"""
+
+
+def test_an_h264_track_is_recorded_close_to_what_the_camera_sent(world, tmp_path):
+    """Lossy both ways (WebRTC H264, then the dataset's h264): the same pictures, within the codecs' loss."""
+    contract = world.contract(H264_CONTRACT)
+    world.robot_bridge(contract, command_topic='/cmd')
+    world.operator_bridge(contract, auto_claim=True)
+    root = tmp_path / 'dataset'
+    rec = world.recorder(contract, dataset_root=str(root), video_codec='h264', action_wait_ms=300)
+    drivers = world.robot_side.node('drivers')
+    cam = drivers.create_publisher(Image, '/front/image_raw', 10)
+    js = drivers.create_publisher(JointState, 'joint_states', 10)
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:120, 0:160]
+    sent: dict[int, np.ndarray] = {}
+
+    def step(i):  # camera-like: gradients, a moving block, sensor noise
+        ts = now_us()
+        px = np.stack([x * 1.5, y * 2.0, (x + y + 17 * i) % 256], axis=-1) + rng.normal(0, 3, (120, 160, 3))
+        px[40:80, (37 * i) % 120 : (37 * i) % 120 + 40] = (230, 40, 40)
+        sent[ts] = np.clip(px, 0, 255).astype(np.uint8)
+        cam.publish(image(sent[ts], ts))
+        js.publish(joint_state(ts, j1=i * 0.01, j2=0.0))
+
+    publish_until(lambda: rec.observations_seen >= 5, step, timeout=60, what='observations at the recorder')
+    assert rec._srv_start(StartEpisode.Request(task='look'), StartEpisode.Response()).success
+    publish_until(lambda: rec._episode is not None and getattr(rec._episode, 'frames', 0) >= 30, step, timeout=60,
+                  what='30 frames recorded')  # fmt: skip
+    assert rec._srv_stop(Trigger.Request(), Trigger.Response()).success
+    wait_for_sync(lambda: rec._writer.total_episodes == 1, 30, what='episode saved')
+    rows = pq.read_table(root / 'data/chunk-000/file-000.parquet').to_pylist()
+    frames = decode_frames(root / 'videos/observation.images.front/chunk-000/file-000.mp4')
+    assert len(frames) == len(rows) >= 30
+    stamps = sorted(sent)
+
+    def error(img, stamp):
+        return np.abs(img.astype(int) - sent[stamp].astype(int)).mean()
+
+    for (_, img), r in zip(frames, rows):
+        own = r['observation.frame_timestamps_us']
+        k = stamps.index(own)
+        neighbours = [error(img, t) for t in stamps[max(k - 1, 0) : k + 2] if t != own]
+        assert error(img, own) < 8 and error(img, own) < min(neighbours), (error(img, own), neighbours)
