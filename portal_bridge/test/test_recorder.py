@@ -157,7 +157,7 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
         assert row['action'] == pytest.approx([row['observation.state'][0] + OFFSETS[a.sender], 0.5], abs=1e-6)
     assert rec.unmatched_actions >= extra
     assert set(keys) <= {(a.timestamp_us, a.sender) for a in executed}
-    assert senders_in_order(rows) == ['policy', 'human', 'policy']
+    assert senders_in_order(rows) == ['policy', 'human', 'policy'], runs_of_senders(rows)
 
     # the candidate: its own column, never executed, NaN where it proposed nothing
     shadowed = [r for r in rows if not np.isnan(r['action.candidate.shadow'][0])]
@@ -231,12 +231,29 @@ def write_bag(path, messages: dict[str, list]):
     return path
 
 
-def senders_in_order(rows) -> list[str]:
-    """The senders of the matched actions with consecutive repeats collapsed."""
-    out: list[str] = []
+def runs_of_senders(rows) -> list[tuple[str, int]]:
+    """(sender, frames) runs of the matched actions, in frame order."""
+    runs: list[list] = []
     for r in rows:
-        if r['action.matched'] and (not out or out[-1] != r['action.sender']):
-            out.append(r['action.sender'])
+        if r['action.matched']:
+            if runs and runs[-1][0] == r['action.sender']:
+                runs[-1][1] += 1
+            else:
+                runs.append([r['action.sender'], 1])
+    return [(s, n) for s, n in runs]
+
+
+def senders_in_order(rows) -> list[str]:
+    """Who drove, in frame order: the runs of five frames or more, repeats collapsed.
+
+    Right at a handoff the two drivers' answers can interleave: each answers the observations of
+    its own sync, so the old driver's answer to a later observation may be executed just before
+    the handoff and the new driver's answer to an earlier one just after. Those are short runs.
+    """
+    out: list[str] = []
+    for sender, frames in runs_of_senders(rows):
+        if frames >= 5 and (not out or out[-1] != sender):
+            out.append(sender)
     return out
 
 
