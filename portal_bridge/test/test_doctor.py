@@ -383,6 +383,19 @@ def test_msgs_importable():
     assert result.status == OK and 'portal_bridge_msgs from ' in result.message
 
 
+def test_dataset_libraries_found():
+    for module in ('pyarrow', 'av', 'rosbags', 'matplotlib'):
+        pytest.importorskip(module, reason='requirements/datasets.txt is not installed here')
+    result = doctor_install_checks.check_datasets(Context())
+    assert result.status == OK and 'pyarrow ' in result.message and 'av ' in result.message
+
+
+def test_a_missing_dataset_library_is_a_warning_with_the_install_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'av', None)
+    result = doctor_install_checks.check_datasets(Context())
+    assert result.status == WARN and 'av (' in result.message and 'requirements/datasets.txt' in result.message
+
+
 def test_msgs_missing_fails_with_build_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs', None)
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs.msg', None)

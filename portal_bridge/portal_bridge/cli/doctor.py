@@ -43,7 +43,7 @@ def check_settings(ctx: Context) -> Result:
 
 
 # The order the checks run and print in; each check registers itself with @check.
-ORDER = 'settings ros rmw shm discovery livekit numpy msgs contract server credentials livekit_server'.split()
+ORDER = 'settings ros rmw shm discovery livekit numpy msgs datasets contract server credentials livekit_server'.split()
 CHECKS: tuple[tuple[str, str, Callable[[Context], Result]], ...] = tuple((key, *REGISTRY[key]) for key in ORDER)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     'check_livekit',
     'check_numpy',
     'check_msgs',
+    'check_datasets',
 ]
 
 
@@ -149,3 +150,23 @@ def check_msgs(ctx: Context) -> Result:
             'portal_bridge) and source the workspace install/setup.bash',
         )
     return Result(OK, f'portal_bridge_msgs from {os.path.dirname(os.path.dirname(msg.__file__ or ""))}')
+
+
+@check('datasets', 'dataset libraries (recorder, bag_to_lerobot)')
+def check_datasets(ctx: Context) -> Result:
+    """Only the recorder and the dataset commands need them, so a missing one is a warning."""
+    found, missing = [], []
+    for module, dist in (('pyarrow', 'pyarrow'), ('av', 'av'), ('rosbags', 'rosbags'), ('matplotlib', 'matplotlib')):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            missing.append(f'{module} ({_first_line(exc)})')
+            continue
+        found.append(f'{dist} {_dist_version(dist) or "?"}')
+    if missing:
+        return Result(
+            WARN,
+            f'not importable: {", ".join(missing)}; the recorder, bag_to_lerobot and shadow_report need them: '
+            'pip install -r requirements/datasets.txt (Humble: add "numpy<2")',
+        )
+    return Result(OK, ', '.join(found))
