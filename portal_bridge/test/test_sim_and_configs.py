@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from support.ros_world import RosDomain, base_domain
 from support.waiting import wait_for_sync
+import yaml
 
 from portal_bridge.nodes.operator_bridge import OperatorBridge
 from portal_bridge.nodes.robot_bridge import RobotBridge
@@ -163,3 +164,45 @@ def test_benchmark_harness_smoke():
     assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout
     assert '| idle | 0 |' in run.stdout and '| load | 3 x PNG 640x480 |' in run.stdout
     assert '| 3 x 640x480 | h264 | 30 fps for 4 s | 120 |' in run.stdout  # every frame fed was saved
+
+
+RVIZ_TYPES = {
+    'rviz_default_plugins/Image': 'sensor_msgs/msg/Image',
+    'rviz_default_plugins/JointState': 'sensor_msgs/msg/JointState',
+}
+# Topics the rviz config shows that other nodes publish on the operator host (see the file's comments).
+RVIZ_EXTERNAL = {'/robot_description': 'robot_state_publisher, from the robot URDF'}
+
+
+@pytest.mark.ros
+def test_the_rviz_config_shows_topics_operator_bridge_publishes(domain, tmp_path, monkeypatch):
+    monkeypatch.setenv('LIVEKIT_API_KEY', 'devkey')
+    monkeypatch.setenv('LIVEKIT_API_SECRET', 'secret')
+    config = yaml.safe_load((CONFIG / 'operator.rviz').read_text())
+    shown = {}
+    for display in config['Visualization Manager']['Displays']:
+        for key in ('Topic', 'Description Topic'):
+            if key in display:
+                shown[display[key]['Value']] = display['Class']
+    node = domain.add(
+        node_with(
+            OperatorBridge,
+            CONFIG / 'operator.yaml',
+            domain,
+            tmp_path,
+            contract_file=CONFIG / 'portal.yaml',
+            livekit_url='ws://127.0.0.1:9',
+        )  # fmt: skip
+    )
+    try:
+        published = dict(node.get_publisher_names_and_types_by_node('operator_bridge', '/'))
+        assert shown, 'the rviz config shows nothing'
+        for topic, cls in shown.items():
+            if topic in RVIZ_EXTERNAL:
+                continue
+            assert topic in published, (
+                f'rviz shows {topic}, which operator_bridge does not publish ({sorted(published)})'
+            )
+            assert RVIZ_TYPES[cls] in published[topic], (topic, cls, published[topic])
+    finally:
+        node.shutdown()
