@@ -24,8 +24,9 @@ from test_bridge_control import call
 from trajectory_msgs.msg import JointTrajectory
 
 from portal_bridge.portal import Operator, WireContract, mint_token, now_us
-from portal_bridge.portal.errors import SET_ACTIVE_OPERATOR_REFUSED, RpcCallError
+from portal_bridge.portal.errors import EMERGENCY_STOP_REFUSED, SET_ACTIVE_OPERATOR_REFUSED, RpcCallError
 from portal_bridge.portal.loop_thread import LoopThread
+from portal_bridge.portal.protocol import EMERGENCY_STOP_RPC
 from portal_bridge_msgs.srv import SetActiveOperator
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros]
@@ -235,6 +236,46 @@ def test_estop_topic_latches_like_the_service(world, operators):
     wait_for_sync(lambda: (button.publish(Bool(data=True)), robot.safety.estopped)[1], 5, interval=0.05)
     time.sleep(0.5)
     assert got[-1].linear.x == 0.0 and sum(m.linear.x == 0.0 for m in got) == 1
+
+
+def test_an_operator_latches_the_estop_by_portal_rpc_and_strangers_may_not(world, operators):
+    """``portal_bridge.emergency_stop``: the local e-stop, one safe command, for allowed operators only."""
+    contract = world.contract(BASE)
+    robot = world.robot_bridge(
+        contract,
+        command_type='twist',
+        on_timeout='zero',
+        action_timeout_ms=5000,
+        allowed_operators=['pilot', 'spotter'],
+    )
+    got = world.robot_side.collect(Twist, '/cmd_vel')
+    estopped = world.robot_side.collect(Bool, '/robot_bridge/emergency_stopped', LATCHED)
+    pilot, spotter, stranger = (PortalOperator(world, contract, name) for name in ('pilot', 'spotter', 'stranger'))
+    operators.extend([pilot, spotter, stranger])
+    pilot.claim()
+    pilot.stream({'linear_x': 0.5, 'angular_z': 0.0})
+    wait_for_sync(lambda: len(got) >= 5, 10, what='commands flowing')
+    wait_for_sync(lambda: {'pilot', 'spotter', 'stranger'} <= set(robot.robot.operators()), 10, what='roster')
+
+    with pytest.raises(RpcCallError) as refused:  # in the room, but not allowed to stop it
+        stranger.loop.run(stranger.op.perform_rpc(EMERGENCY_STOP_RPC, 'prank', destination='robot'), 10)
+    assert refused.value.code == EMERGENCY_STOP_REFUSED and 'stranger' in refused.value.message
+    assert not robot.safety.estopped and robot.counts().get('estop-rpc-refused') == 1
+
+    n0 = len(got)
+    answer = spotter.loop.run(spotter.op.perform_rpc(EMERGENCY_STOP_RPC, 'person in the cell', destination='robot'), 10)
+    assert answer == 'emergency stop latched' and robot.safety.estopped
+    time.sleep(1.0)  # the pilot keeps streaming at 30 Hz meanwhile
+    after = got[n0:]
+    assert [m.linear.x for m in after][-1] == 0.0 and sum(m.linear.x == 0.0 for m in after) == 1, after
+    assert len(after) <= 3, f'motion delivered after the e-stop: {after}'
+    wait_for_sync(lambda: estopped and estopped[-1].data is True, 3, what='emergency_stopped latched True')
+    wait_for_sync(lambda: pilot.op.active_operator() is None, 5, what='room cleared the pointer')
+    again = pilot.loop.run(pilot.op.perform_rpc(EMERGENCY_STOP_RPC, '', destination='robot'), 10)
+    assert again == 'emergency stop already latched'
+    with pytest.raises(RpcCallError) as latched:
+        pilot.claim()
+    assert latched.value.code == SET_ACTIVE_OPERATOR_REFUSED and 'spotter' in latched.value.message
 
 
 def test_one_second_trajectory_chunk_every_second_publishes_once_each_and_never_trips(world, operators):

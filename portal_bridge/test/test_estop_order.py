@@ -20,6 +20,7 @@ def test_emergency_stop_latches_the_output_before_the_pointer_is_released():
     steps: list[str] = []
     node = SimpleNamespace(
         robot=SimpleNamespace(
+            locked_out=None,
             lock_out=lambda reason, release=True: steps.append(f'gate closed (release={release})'),
             release_pointer=lambda: steps.append('pointer released') or _set(threading.Event()),
         ),
@@ -37,6 +38,23 @@ def _set(event: threading.Event) -> threading.Event:
     return event
 
 
+def test_a_second_emergency_stop_keeps_the_first_reason_and_sends_nothing_more():
+    reasons: list[str] = []
+    robot = SimpleNamespace(locked_out=None, release_pointer=lambda: _set(threading.Event()))
+    robot.lock_out = lambda reason, release=True: (reasons.append(reason), setattr(robot, 'locked_out', reason))
+    latched = []
+    node = SimpleNamespace(
+        robot=robot,
+        output=SimpleNamespace(estop=lambda reason: None if latched else latched.append(reason) or ['safe']),
+        get_fully_qualified_name=lambda: '/robot_bridge',
+        count=lambda *a, **k: None,
+        estop_pub=SimpleNamespace(publish=lambda msg: None),
+    )
+    assert RobotServices.emergency_stop(node, 'the spotter') is True
+    assert RobotServices.emergency_stop(node, 'the pilot') is False
+    assert len(reasons) == 1 and 'the spotter' in robot.locked_out and latched == ['emergency stop from the spotter']
+
+
 def test_emergency_stop_returns_once_the_loop_has_cleared_the_pointer():
     """The service says "active operator cleared": it must be true when the caller reads it."""
     steps: list[str] = []
@@ -52,7 +70,9 @@ def test_emergency_stop_returns_once_the_loop_has_cleared_the_pointer():
         return done
 
     node = SimpleNamespace(
-        robot=SimpleNamespace(lock_out=lambda reason, release=True: None, release_pointer=release_later),
+        robot=SimpleNamespace(
+            locked_out=None, lock_out=lambda reason, release=True: None, release_pointer=release_later
+        ),
         output=SimpleNamespace(estop=lambda reason: steps.append('output latched') or ['safe']),
         get_fully_qualified_name=lambda: '/robot_bridge',
         count=lambda *a, **k: None,
@@ -68,7 +88,9 @@ def test_emergency_stop_from_the_topic_does_not_wait_for_the_loop():
     """The topic path (and any caller not reporting the pointer) returns without waiting for the loop."""
     never = threading.Event()  # a loop that never runs
     node = SimpleNamespace(
-        robot=SimpleNamespace(lock_out=lambda reason, release=True: None, release_pointer=lambda: never),
+        robot=SimpleNamespace(
+            locked_out=None, lock_out=lambda reason, release=True: None, release_pointer=lambda: never
+        ),
         output=SimpleNamespace(estop=lambda reason: ['safe']),
         get_fully_qualified_name=lambda: '/robot_bridge',
         count=lambda *a, **k: None,

@@ -28,6 +28,7 @@ from ..control.command_output import CommandOutput
 from ..control.safety import TIMEOUT_POLICIES, CommandSafety
 from ..portal import AccessPolicy, Robot
 from ..portal.metrics import SampleRing
+from ..portal.protocol import EMERGENCY_STOP_RPC
 from ..ros.frame_worker import FrameWorker
 from ..ros.input_health import InputHealth
 from ..ros.joints import (
@@ -246,6 +247,7 @@ class RobotBridge(RobotInputs, RobotCommands, RobotServices, RobotDiagnostics, B
             self.robot.on_action_chunk(self.chunk_name, self._on_chunk)
         for method, service in zip(rpc_methods, rpc_services or [f'/{m}' for m in rpc_methods]):
             self._serve_rpc(method, service)
+        self.robot.register_rpc_method(EMERGENCY_STOP_RPC, self._rpc_emergency_stop)
 
         # -- ROS interfaces --------------------------------------------------------------------------
         self.state_rate = StateRateLimiter(self.state_rate_hz)

@@ -13,7 +13,7 @@ from typing import Optional
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from ..portal.errors import RPC_APPLICATION_ERROR, PointerRefused, RpcCallError
+from ..portal.errors import EMERGENCY_STOP_REFUSED, RPC_APPLICATION_ERROR, PointerRefused, RpcCallError
 
 __all__ = ['RobotServices']
 
@@ -36,11 +36,12 @@ class RobotServices:
         ``wait_for_release`` (the service, which reports "active operator cleared") then waits,
         bounded, for the loop to clear the pointer; the topic path never waits.
         """
-        self.robot.lock_out(
-            f'the emergency stop is latched on the robot ({source}); reset it locally with '
-            f'{self.get_fully_qualified_name()}/reset_emergency_stop',
-            release=False,
-        )
+        if self.robot.locked_out is None:  # latched already: the gate is closed, and the first reason stays
+            self.robot.lock_out(
+                f'the emergency stop is latched on the robot ({source}); reset it locally with '
+                f'{self.get_fully_qualified_name()}/reset_emergency_stop',
+                release=False,
+            )
         out = self.output.estop(f'emergency stop from {source}')
         # Only now the pointer: its change must find the output latched, or an on_timeout reaction
         # to "operator left" (a zero, a hold) would be published before the e-stop's safe command.
@@ -67,6 +68,25 @@ class RobotServices:
             else 'emergency stop already latched'
         )
         return response
+
+    def _rpc_emergency_stop(self, data) -> str:
+        """``portal_bridge.emergency_stop`` from an operator or supervisor (LiveKit thread, never waits).
+
+        The same local e-stop as the service: gate closed, safe command, handoffs refused until
+        the reset service is called on the robot. The payload, if any, is the caller's reason.
+        """
+        caller = data.caller_identity
+        refusal = self.robot.access.may_stop(caller, caller in self.robot.operators())
+        if refusal is not None:
+            self.count('estop-rpc-refused', f'emergency stop by Portal RPC refused: {refusal}')
+            raise RpcCallError(EMERGENCY_STOP_REFUSED, refusal)
+        reason = ' '.join((data.payload or '').split())[:200]
+        first = self.emergency_stop(f"Portal RPC from '{caller}'" + (f': {reason}' if reason else ''))
+        if first:
+            self.get_logger().error(
+                f"emergency stop latched by '{caller}' over Portal RPC" + (f': {reason}' if reason else '')
+            )
+        return 'emergency stop latched' if first else 'emergency stop already latched'
 
     def _on_estop_topic(self, msg: Bool) -> None:
         if msg.data:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .protocol import (  # re-exported: the codes belong with the errors that carry them
+    EMERGENCY_STOP_REFUSED,
     RPC_APPLICATION_ERROR,
     SET_ACTIVE_OPERATOR_NOT_CONNECTED,
     SET_ACTIVE_OPERATOR_REFUSED,
@@ -35,6 +36,7 @@ __all__ = [
     'SET_ACTIVE_OPERATOR_WRITE_FAILED',
     'SET_ACTIVE_OPERATOR_REFUSED',
     'RPC_APPLICATION_ERROR',
+    'EMERGENCY_STOP_REFUSED',
 ]
 
 

@@ -21,6 +21,8 @@ __all__ = [
     'ROLE_ROBOT',
     'ROLE_OPERATOR',
     'SET_ACTIVE_OPERATOR_RPC',
+    'EMERGENCY_STOP_RPC',
+    'EMERGENCY_STOP_REFUSED',
     'SET_ACTIVE_OPERATOR_NOT_CONNECTED',
     'SET_ACTIVE_OPERATOR_WRITE_FAILED',
     'SET_ACTIVE_OPERATOR_REFUSED',
@@ -44,10 +46,14 @@ EXECUTED_ATTR = 'portal_bridge.executed'  # extension: the robot re-broadcasts e
 ROLE_ROBOT = 'robot'
 ROLE_OPERATOR = 'operator'
 
-# RPC methods and their error codes (2001 and 2002 are Portal's; 2003 is ours; 1500 is LiveKit's
+# RPC methods and their error codes (2001 and 2002 are Portal's; 2003 and 2004 are ours; 1500 is LiveKit's
 # application error).
 SET_ACTIVE_OPERATOR_RPC = 'portal.set_active_operator'
 SET_ACTIVE_OPERATOR_NOT_CONNECTED = 2001
 SET_ACTIVE_OPERATOR_WRITE_FAILED = 2002
 SET_ACTIVE_OPERATOR_REFUSED = 2003
 RPC_APPLICATION_ERROR = 1500
+# Extension: an operator (or a supervisor) latches the robot's local emergency stop. Other peers
+# neither serve nor call it; robot_bridge answers it like its own emergency_stop service.
+EMERGENCY_STOP_RPC = 'portal_bridge.emergency_stop'
+EMERGENCY_STOP_REFUSED = 2004

@@ -45,6 +45,7 @@ COUNTERS: dict[str, Counter] = {
         Counter('estop-latched', EVENT, 'input ignored while the emergency stop is latched'),
         Counter('emergency-stop', EVENT, 'an emergency stop latched'),
         Counter('local-handoff-refused', EVENT, 'a local set_active_operator refused (e-stop, allowed_operators)'),
+        Counter('estop-rpc-refused', EVENT, 'portal_bridge.emergency_stop from someone not allowed to stop the robot'),
         # both nodes
         Counter('not-connected', EVENT, 'something to send while not connected to the room'),
         Counter('connect-failed', EVENT, 'joining the room failed (the node keeps retrying)'),

@@ -34,6 +34,21 @@ class AccessPolicy:
     def may_drive(self, identity: Optional[str]) -> bool:
         return identity is None or not self.allowed_operators or identity in self.allowed_operators
 
+    def may_stop(self, caller: str, is_operator: bool) -> Optional[str]:
+        """Why ``caller`` may not latch the emergency stop over the network, or None if it may.
+
+        Supervisors may; otherwise an operator in the room, and one in ``allowed_operators`` when
+        that list is set. Stopping is never less safe than driving, but a stranger's stop would
+        still stop someone else's work.
+        """
+        if caller in self.supervisors:
+            return None
+        if not is_operator:
+            return f"'{caller}' is not an operator in the room"
+        if self.allowed_operators and caller not in self.allowed_operators:
+            return f"'{caller}' is neither an allowed operator nor a supervisor"
+        return None
+
     def check(self, caller: str, requested: Optional[str], current: Optional[str]) -> Optional[str]:
         """Return why ``caller`` may not set the pointer to ``requested``, or None if it may."""
         if self.open:
