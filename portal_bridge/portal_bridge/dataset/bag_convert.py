@@ -121,6 +121,13 @@ class _Bag:
 
         self.reader = AnyReader([Path(path)], default_typestore=_typestore())
         self.reader.open()
+        try:
+            self._find(path, observation_topic)
+        except BaseException:
+            self.reader.close()
+            raise
+
+    def _find(self, path: Path, observation_topic: Optional[str]) -> None:
         conns = self.reader.connections
         observations = [c for c in conns if c.msgtype == OBSERVATION]
         if observation_topic:
