@@ -10,6 +10,7 @@ for the camera's statistics, off the caller's thread.
 from __future__ import annotations
 
 from fractions import Fraction
+import os
 from pathlib import Path
 import queue
 import threading
@@ -77,6 +78,8 @@ class VideoEncoder:
 
     def _run(self) -> None:
         container = None
+        # SVT-AV1 prints a dozen info lines per encoder to stderr; errors only (it reads this at open).
+        os.environ.setdefault('SVT_LOG', '1')
         try:
             container = av.open(str(self.path), mode='w', format='mp4')
             stream = container.add_stream(self.codec.encoder, rate=self.fps, options=dict(self.codec.options))
