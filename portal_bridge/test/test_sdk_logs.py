@@ -26,11 +26,14 @@ def test_a_failed_join_is_said_once_by_the_session_not_four_times_by_the_sdk(cap
     with caplog.at_level(logging.DEBUG, logger='livekit'):
         sdk.warning('livekit_signaling:583:livekit_signaling - signal connection failed on v1 path: %s', refused)
         sdk.warning(
+            'livekit::rtc_engine:564:livekit::rtc_engine - failed to connect: Signal(%s), retrying... (1/3)', refused
+        )
+        sdk.warning(
             'livekit_ffi::room_apis::server::room:355:livekit_ffi::room_apis::server::room - error while connecting '
             'to a room: engine: signal failure: transport connection error: IO error: Connection refused (os error 111)'
         )
         sdk.warning('livekit_ffi::server - signal connection lost')  # not a join failure: stays a warning
-    assert [r.levelname for r in caplog.records] == ['DEBUG', 'DEBUG', 'WARNING']
+    assert [r.levelname for r in caplog.records] == ['DEBUG', 'DEBUG', 'DEBUG', 'WARNING']
 
 
 def test_a_demoted_line_does_not_reach_a_warning_handler():

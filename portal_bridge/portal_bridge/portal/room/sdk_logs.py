@@ -7,8 +7,8 @@ with debug logging) and counted; everything else passes unchanged:
 
 - ``Attempted to drop unknown FFI handle``: at shutdown the SDK disposes a Python-side handle
   whose native object was already released with its room. Nothing is leaked or lost.
-- ``signal connection failed on v1 path`` and ``error while connecting to a room``: the SDK's
-  account of a failed join, four lines per attempt. The session's own line says it once per
+- ``signal connection failed on v1 path``, ``rtc_engine - failed to connect`` and ``error while
+  connecting to a room``: the SDK's account of a failed join, four or five lines per attempt. The session's own line says it once per
   attempt, with the room, the URL, the same reason and when it retries (``cannot join room ...``
   in the nodes); an unreachable server no longer prints five warnings a second per node.
 """
@@ -24,6 +24,7 @@ __all__ = ['DEMOTED', 'demote_sdk_noise', 'demoted_counts']
 DEMOTED = (
     'Attempted to drop unknown FFI handle',
     'signal connection failed on v1 path',
+    'livekit::rtc_engine - failed to connect',
     'error while connecting to a room',
 )
 
