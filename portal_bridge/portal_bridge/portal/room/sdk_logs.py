@@ -8,9 +8,10 @@ with debug logging) and counted; everything else passes unchanged:
 - ``Attempted to drop unknown FFI handle``: at shutdown the SDK disposes a Python-side handle
   whose native object was already released with its room. Nothing is leaked or lost.
 - ``signal connection failed on v1 path``, ``rtc_engine - failed to connect`` and ``error while
-  connecting to a room``: the SDK's account of a failed join, four or five lines per attempt. The session's own line says it once per
-  attempt, with the room, the URL, the same reason and when it retries (``cannot join room ...``
-  in the nodes); an unreachable server no longer prints five warnings a second per node.
+  connecting to a room``: the SDK's account of a failed join, four or five lines per attempt.
+  The session's own line says it once per attempt, with the room, the URL, the same reason and
+  when it retries (``cannot join room ...`` in the nodes); an unreachable server no longer
+  prints five warnings a second per node.
 """
 
 from __future__ import annotations
