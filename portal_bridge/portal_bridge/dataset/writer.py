@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import stats as dstats
+from .files import arrow_type, hf_feature, tasks_of, tasks_table, write_json, write_parquet
 from .schema import (
     ACTION,
     ACTION_MATCHED,
@@ -94,34 +95,6 @@ class EpisodeResult:
     frames: int
     task: str
     path: Path
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(data, indent=4))
-    os.replace(tmp, path)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def _hf_feature(ft: Mapping[str, Any]) -> dict[str, Any]:
-    """A feature as the ``datasets`` library describes it in the parquet ``huggingface`` metadata."""
-    value = {'dtype': ft['dtype'], '_type': 'Value'}
-    if list(ft['shape']) == [1]:
-        return value
-    return {'feature': value, 'length': int(ft['shape'][0]), '_type': 'List'}
-
-
-def _arrow_type(ft: Mapping[str, Any]) -> pa.DataType:
-    scalar = {'float32': pa.float32(), 'int64': pa.int64(), 'string': pa.string(), 'bool': pa.bool_()}[ft['dtype']]
-    if list(ft['shape']) == [1]:
-        return scalar
-    return pa.list_(scalar, int(ft['shape'][0]))
 
 
 class Episode:
@@ -281,7 +254,7 @@ class LeRobotWriter:
 
     @property
     def tasks(self) -> list[str]:
-        return _tasks_of(self._episodes)
+        return tasks_of(self._episodes)
 
     def start_episode(self, task: str) -> Episode:
         if not task:
@@ -338,7 +311,7 @@ class LeRobotWriter:
         arrays = []
         for key, ft in data_feats.items():
             values = cols[key]
-            typ = _arrow_type(ft)
+            typ = arrow_type(ft)
             if isinstance(typ, pa.FixedSizeListType):
                 dtype = np.int64 if typ.value_type == pa.int64() else np.float32
                 flat = pa.array(np.asarray(values, dtype=dtype).reshape(-1), type=typ.value_type)
@@ -347,7 +320,7 @@ class LeRobotWriter:
                 if isinstance(values, np.ndarray) and values.ndim > 1:
                     values = values.reshape(-1)
                 arrays.append(pa.array(values, type=typ))
-        hf = {'info': {'features': {k: _hf_feature(v) for k, v in data_feats.items()}}}
+        hf = {'info': {'features': {k: hf_feature(v) for k, v in data_feats.items()}}}
         table = pa.Table.from_arrays(arrays, names=list(data_feats)).replace_schema_metadata(
             {'huggingface': json.dumps(hf)}
         )
@@ -405,14 +378,10 @@ class LeRobotWriter:
 
     def _write_summaries(self, episodes: list[dict[str, Any]]) -> None:
         (self.root / 'meta').mkdir(parents=True, exist_ok=True)
-        tasks = _tasks_of(episodes)
-        task_table = pa.table(
-            {'task_index': pa.array(range(len(tasks)), pa.int64()), 'task': pa.array(tasks, pa.string())}
-        )
-        task_table = task_table.replace_schema_metadata({'pandas': json.dumps(_PANDAS_TASKS_METADATA)})
-        _write_parquet(task_table, self.root / 'meta' / 'tasks.parquet')
+        tasks = tasks_of(episodes)
+        write_parquet(tasks_table(tasks), self.root / 'meta' / 'tasks.parquet')
         agg = dstats.aggregate(self._episode_stats(e) for e in episodes)
-        _write_json(self.root / 'meta' / 'stats.json', dstats.to_json(agg))
+        write_json(self.root / 'meta' / 'stats.json', dstats.to_json(agg))
         n = len(episodes)
         info = {
             'codebase_version': CODEBASE_VERSION,
@@ -429,7 +398,7 @@ class LeRobotWriter:
             'video_path': VIDEO_PATH if self.schema.cameras else None,
             'features': self.schema.features(),
         }
-        _write_json(self.root / 'meta' / 'info.json', info)
+        write_json(self.root / 'meta' / 'info.json', info)
 
     def _recover(self) -> None:
         """Load the committed episodes; remove what a crash left beyond them; rebuild summaries."""
@@ -464,41 +433,3 @@ class LeRobotWriter:
                 '%s: removed %d file(s) of an episode that was not committed: %s', self.root, len(removed), removed
             )
         self._write_summaries(self._episodes)
-
-
-def _tasks_of(episodes: list[dict[str, Any]]) -> list[str]:
-    """The dataset's tasks in first-use order (task_index is the position)."""
-    seen: dict[str, None] = {}
-    for e in episodes:
-        for t in e['tasks']:
-            seen.setdefault(t, None)
-    return list(seen)
-
-
-# The pandas metadata lerobot's tasks table carries: ``task`` is the index, so
-# ``pandas.read_parquet`` gives a frame indexed by task string, as lerobot looks tasks up.
-_PANDAS_TASKS_METADATA = {
-    'index_columns': ['task'],
-    'column_indexes': [
-        {
-            'name': None,
-            'field_name': None,
-            'pandas_type': 'unicode',
-            'numpy_type': 'object',
-            'metadata': {'encoding': 'UTF-8'},
-        }
-    ],
-    'columns': [
-        {
-            'name': 'task_index',
-            'field_name': 'task_index',
-            'pandas_type': 'int64',
-            'numpy_type': 'int64',
-            'metadata': None,
-        },
-        {'name': 'task', 'field_name': 'task', 'pandas_type': 'unicode', 'numpy_type': 'object', 'metadata': None},
-    ],
-    'attributes': {},
-    'creator': {'library': 'pyarrow', 'version': pa.__version__},
-    'pandas_version': '2.2.3',
-}
