@@ -72,8 +72,13 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
             msg_type, topic, lambda raw, t=topic: bagged[t].append((time.time_ns(), raw)), RELIABLE, raw=True
         )
     wait_for_sync(lambda: rec.observation_pub.get_subscription_count() > 0, what='bag subscriptions matched')
-    executed, emitted = [], []
-    rec.operator.on_action(executed.append)
+    executed, emitted, arrived = [], [], {}
+
+    def on_executed(action):  # after the recorder's own listener: the arrival is noted no earlier
+        arrived[action.timestamp_us, action.sender] = now_us()
+        executed.append(action)
+
+    rec.operator.on_action(on_executed)
     rec.operator.on_observation(lambda o: emitted.append(o.timestamp_us))
 
     answers = world.operator_side.node('answers')
@@ -151,11 +156,15 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     assert len(first) >= len(rows) // 2
     keys = [(r['action.timestamp_us'], r['action.sender']) for r in rows if r['action.matched']]
     assert len(keys) == len(set(keys))
+    timely = 0
     for stamp, a in first.items():
         row = by_stamp[stamp]
+        if arrived[a.timestamp_us, a.sender] - stamp > 8_000_000 - 200_000:
+            continue  # came after action_wait_ms: correctly unmatched (this test's answering executor can lag)
+        timely += 1
         assert (row['action.timestamp_us'], row['action.sender']) == (a.timestamp_us, a.sender)
         assert row['action'] == pytest.approx([row['observation.state'][0] + OFFSETS[a.sender], 0.5], abs=1e-6)
-    assert rec.unmatched_actions >= extra
+    assert rec.unmatched_actions >= extra and timely >= len(rows) // 3
     assert set(keys) <= {(a.timestamp_us, a.sender) for a in executed}
     assert senders_in_order(rows) == ['policy', 'human', 'policy'], runs_of_senders(rows)
 
