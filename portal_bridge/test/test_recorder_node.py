@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from std_srvs.srv import Trigger
 from support.ros_world import RosDomain, base_domain
+from test_recorder import CONTRACT  # the same robot as the session tests
 
 pytest.importorskip('pyarrow', reason='the recorder needs pyarrow (requirements/*.txt)')
 pytest.importorskip('av', reason='the recorder needs PyAV (requirements/*.txt)')
@@ -24,14 +25,6 @@ from portal_bridge.nodes.recorder import Recorder  # noqa: E402
 from portal_bridge_msgs.srv import StartEpisode  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-CONTRACT = """
-version: 1
-fps: 30
-videos: [ { name: wrist, codec: raw } ]
-state: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
-action: [ { name: j1, dtype: f64 }, { name: j2, dtype: f64 } ]
-"""
 
 
 @pytest.fixture
