@@ -59,14 +59,15 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     world.robot_bridge(contract, command_topic='/cmd')
     ops = {name: world.operator_bridge(contract, identity=name, namespace=name) for name in OFFSETS}
     root = tmp_path / 'dataset'
-    # action_wait_ms: on a 2-core host running five participants an answer can take over a second to
+    # action_wait_ms: on a 2-core host running five participants an answer can take seconds to
     # come back through the robot; this test is about which action answers which frame, not latency.
     rec = world.recorder(
         contract, dataset_root=str(root), candidates=['shadow'], video_codec='h264-lossless', action_wait_ms=8000
     )
     # what `ros2 bag record` of the recorder's topics would keep: the serialized messages as received
+    # (its own process in a deployment: here its own executor thread)
     bagged: dict[str, list] = {topic: [] for topic in BAG_TOPICS}
-    bagger = world.operator_side.node('bagger')
+    bagger = world.operator_side.node('bagger', own_thread=True)
     for topic, msg_type in BAG_TOPICS.items():
         bagger.create_subscription(
             msg_type, topic, lambda raw, t=topic: bagged[t].append((time.time_ns(), raw)), RELIABLE, raw=True
@@ -79,9 +80,11 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
         executed.append(action)
 
     rec.operator.on_action(on_executed)
+    candidate_arrived: dict[int, int] = {}  # the observation a shadow proposal answers -> first arrival
+    rec.operator.on_candidate_action(['shadow'], lambda a: candidate_arrived.setdefault(a.in_reply_to_ts_us, now_us()))
     rec.operator.on_observation(lambda o: emitted.append(o.timestamp_us))
 
-    answers = world.operator_side.node('answers')
+    answers = world.operator_side.node('answers', own_thread=True)  # the operators' processes
     for name, offset in OFFSETS.items():
         pub = answers.create_publisher(JointState, f'/{name}/operator_bridge/action', 100)
 
@@ -109,7 +112,9 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     assert ops['policy']._set_active('policy')[0]
 
     def until(what, predicate):  # waits for events, not rates: generous for a slow host
-        publish_until(predicate, step, timeout=60, what=what)
+        # 15 Hz: the five participants share this one interpreter; at 30 Hz their observations
+        # queued up to seconds behind the robot's stamps even on a quiet 2-core host.
+        publish_until(predicate, step, period=1 / 15, timeout=60, what=what)
 
     until('the policy drives', lambda: executed_by('policy') >= 5)
     response = rec._srv_start(StartEpisode.Request(task='hand over the cube'), StartEpisode.Response())
@@ -156,14 +161,19 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     assert len(first) >= len(rows) // 2
     keys = [(r['action.timestamp_us'], r['action.sender']) for r in rows if r['action.matched']]
     assert len(keys) == len(set(keys))
-    timely = 0
+    timely, near_deadline = 0, set()
     for stamp, a in first.items():
         row = by_stamp[stamp]
-        if arrived[a.timestamp_us, a.sender] - stamp > 8_000_000 - 200_000:
-            continue  # came after action_wait_ms: correctly unmatched (this test's answering executor can lag)
+        if arrived[a.timestamp_us, a.sender] - stamp > 8_000_000 - 1_000_000:
+            near_deadline.add(stamp)  # matched or not depends on the clock that judges the wait
+            continue
         timely += 1
         assert (row['action.timestamp_us'], row['action.sender']) == (a.timestamp_us, a.sender)
         assert row['action'] == pytest.approx([row['observation.state'][0] + OFFSETS[a.sender], 0.5], abs=1e-6)
+    lags = sorted(arrived[a.timestamp_us, a.sender] - stamp for stamp, a in first.items())
+    print(
+        f'answers: {timely} timely, {len(near_deadline)} near the deadline, lag p50 {lags[len(lags) // 2]} us max {lags[-1]} us'
+    )
     assert rec.unmatched_actions >= extra and timely >= len(rows) // 3
     assert set(keys) <= {(a.timestamp_us, a.sender) for a in executed}
     assert senders_in_order(rows) == ['policy', 'human', 'policy'], runs_of_senders(rows)
@@ -200,20 +210,28 @@ def test_a_handoff_episode_is_recorded_with_senders_and_the_candidate(world, tmp
     converted = convert_bag(bag, tmp_path / 'from_bag', video_codec='h264-lossless', action_wait_ms=8000)
     assert [(i, n) for i, n, _ in converted.episodes] == [(0, len(rows))]
     again = pq.read_table(tmp_path / 'from_bag/data/chunk-000/file-000.parquet').to_pylist()
+    # The converter judges action_wait_ms by the bag's receive times, the recorder by its own: an
+    # answer that reached the recorder within a second of the deadline may fall either side of it
+    # in the bag. Every other frame must come out the same.
     for live, from_bag in zip(rows, again, strict=True):
-        for key in (
+        stamp = live['observation.timestamp_us']
+        keys = [
             'observation.timestamp_us',
             'observation.frame_timestamps_us',
             'observation.state',
-            'action.timestamp_us',
-            'action.sender',
-            'action.matched',
             'index',
             'timestamp',
-        ):
+        ]
+        arrays = []
+        if stamp not in near_deadline:
+            keys += ['action.timestamp_us', 'action.sender', 'action.matched']
+            arrays += ['action']
+        if candidate_arrived.get(stamp, stamp) - stamp <= 8_000_000 - 1_000_000:
+            arrays += ['action.candidate.shadow']
+        for key in keys:
             assert live[key] == from_bag[key], key
-        for key in ('action', 'action.candidate.shadow'):
-            np.testing.assert_array_equal(live[key], from_bag[key])
+        for key in arrays:
+            np.testing.assert_array_equal(live[key], from_bag[key], err_msg=key)
     assert json.loads((tmp_path / 'from_bag/meta/info.json').read_text())['features'] == info['features']
     bag_frames = decode_frames(tmp_path / 'from_bag/videos/observation.images.wrist/chunk-000/file-000.mp4')
     for (_, a), (_, b) in zip(frames, bag_frames, strict=True):

@@ -55,13 +55,16 @@ class RosDomain:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
         self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._spin, daemon=True, name=f'ros-domain-{domain_id}')
+        self._own: list[tuple[SingleThreadedExecutor, threading.Thread]] = []
+        self._thread = threading.Thread(
+            target=self._spin, args=(self.executor,), daemon=True, name=f'ros-domain-{domain_id}'
+        )
         self._thread.start()
 
-    def _spin(self) -> None:
+    def _spin(self, executor: SingleThreadedExecutor) -> None:
         while self.context.ok():
             try:
-                self.executor.spin_once(timeout_sec=0.05)
+                executor.spin_once(timeout_sec=0.05)
             except Exception as exc:  # a callback raised: the test must fail, not hang
                 if self.context.ok():
                     self.errors.append(exc)
@@ -71,8 +74,23 @@ class RosDomain:
         self.executor.add_node(node)
         return node
 
-    def node(self, name: str) -> Node:
-        return self.add(Node(name, context=self.context))
+    def node(self, name: str, own_thread: bool = False) -> Node:
+        """A plain node; ``own_thread`` spins it on an executor thread of its own.
+
+        Use that for what would be a separate process in a deployment (``ros2 bag record``, a
+        policy answering observations): on the shared thread its callbacks queue behind every
+        bridge of the domain, which no real setup does.
+        """
+        node = Node(name, context=self.context)
+        if not own_thread:
+            return self.add(node)
+        self.nodes.append(node)
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(node)
+        thread = threading.Thread(target=self._spin, args=(executor,), daemon=True, name=f'ros-{name}')
+        self._own.append((executor, thread))
+        thread.start()
+        return node
 
     def collect(self, msg_type, topic: str, qos: QoSProfile = RELIABLE, node: Optional[Node] = None) -> list:
         """Subscribe and return the list that fills with received messages."""
@@ -81,6 +99,9 @@ class RosDomain:
         return got
 
     def close(self) -> None:
+        for executor, _ in self._own:
+            for node in executor.get_nodes():
+                executor.remove_node(node)
         for node in reversed(self.nodes):
             try:
                 self.executor.remove_node(node)
@@ -90,6 +111,9 @@ class RosDomain:
         rclpy.shutdown(context=self.context)
         self._thread.join(5)
         self.executor.shutdown()
+        for executor, thread in self._own:
+            thread.join(5)
+            executor.shutdown()
 
 
 class BridgeWorld:
