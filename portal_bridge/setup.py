@@ -16,6 +16,8 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*')),
+        # the browser console's page, built by `make setup` (npm run build in web/console)
+        (os.path.join('share', PACKAGE, 'web', 'console'), glob('web/console/dist/*')),
     ],
     install_requires=['setuptools'],
     # colcon test runs pytest only when the package declares it (else unittest, which finds nothing).
@@ -35,6 +37,7 @@ setup(
             'sim_robot = portal_bridge.nodes.sim_robot:main',
             'demo_teleop = portal_bridge.nodes.demo_teleop:main',
             'recorder = portal_bridge.nodes.recorder:main',
+            'console = portal_bridge.nodes.console:main',
             'bag_to_lerobot = portal_bridge.cli.bag_to_lerobot:main',
             'shadow_report = portal_bridge.cli.shadow_report:main',
             'doctor = portal_bridge.cli.doctor:main',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole loop on this machine. A local livekit-server in dev mode (or the server in
 # LIVEKIT_URL with LIVEKIT_API_KEY/LIVEKIT_API_SECRET), the simulated robot and robot_bridge on
-# one ROS domain, operator_bridge and a demo policy on another; prints live numbers every second.
+# one ROS domain, operator_bridge, a demo policy and the browser console (its URL is printed) on
+# another; prints live numbers every second.
 # Ctrl-C stops everything. DEMO_DURATION=<seconds> stops by itself (used by the test).
 # It starts the same executables with the same parameter files as launch/demo.launch.py, without
 # needing `ros2 launch`.
@@ -59,10 +60,19 @@ start() {  # start <domain> <log name> <executable> [ros args...]
 common=(-p "livekit_url:=$URL" -p "room:=$ROOM")
 start "$ROBOT_DOMAIN" sim_robot sim_robot --params-file "$SHARE/sim_robot.yaml"
 start "$ROBOT_DOMAIN" robot_bridge robot_bridge --params-file "$SHARE/robot_arm.yaml" "${common[@]}" \
-  -p "allowed_operators:=[demo-teleop]"
+  -p "allowed_operators:=[demo-teleop, console]"
 start "$OPERATOR_DOMAIN" operator_bridge operator_bridge --params-file "$SHARE/operator.yaml" "${common[@]}" \
   -p identity:=demo-teleop  # demo_teleop claims control once it streams
+CONSOLE_PORT="${DEMO_CONSOLE_PORT:-8080}"  # taken (or 0): any free port
+if [[ "$CONSOLE_PORT" == 0 ]] || ! python -c "import socket, sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" \
+    "$CONSOLE_PORT" 2>/dev/null; then
+  CONSOLE_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+start "$OPERATOR_DOMAIN" console console "${common[@]}" -p "port:=$CONSOLE_PORT" \
+  -p "keymap_file:=$SHARE/console_keymap.yaml"
 log "robot side on ROS_DOMAIN_ID=$ROBOT_DOMAIN, operator side on ROS_DOMAIN_ID=$OPERATOR_DOMAIN, room '$ROOM'"
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$CONSOLE_PORT/healthz" >/dev/null && break; sleep 0.1; done
+log "browser console: http://127.0.0.1:$CONSOLE_PORT/  (Take control, hold Q/A W/S E/D R/F T/G Y/H to drive)"
 log "node logs in ${LOGS#"$ROOT"/}/; Ctrl-C to stop"
 ROS_DOMAIN_ID=$OPERATOR_DOMAIN python -m portal_bridge.nodes.demo_teleop &
 pids+=($!)

@@ -33,11 +33,29 @@ fi
 touch "$TOOLS/COLCON_IGNORE"
 mkdir -p "$ROOT/.venvs" && touch "$ROOT/.venvs/COLCON_IGNORE"
 
-# --- 2. colcon build of portal_bridge_msgs and portal_bridge ---------------------------------
+# --- 2. the browser console's page (TypeScript -> one bundle in web/console/dist) --------------
+# Built before colcon, which installs dist/ into share/portal_bridge/web/console. node_modules and
+# dist are not committed; npm's cache (~/.npm) makes a fresh clone's `npm ci` quick.
+WEB="portal_bridge/web/console"
+web_hash=$(hash_files "$WEB/package.json" "$WEB/package-lock.json" "$WEB/tsconfig.json" "$WEB"/src/*.ts "$WEB"/static/*)
+if [[ ! -f "$WEB/dist/console.js" || "$(cat "$TOOLS/stamps/web-console" 2>/dev/null)" != "$web_hash" ]]; then
+  if command -v npm >/dev/null; then
+    log "building the console page ($WEB: npm ci, typecheck, esbuild)"
+    (cd "$WEB" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent build) \
+      >"$TOOLS/web-console-build.log" 2>&1 || { cat "$TOOLS/web-console-build.log"; log "console page build failed"; exit 1; }
+    echo "$web_hash" > "$TOOLS/stamps/web-console"
+  else
+    log "npm not found: the console page is not built (install Node.js >= 18 and run make setup again)"
+  fi
+else
+  log "console page up to date"
+fi
+
+# --- 3. colcon build of portal_bridge_msgs and portal_bridge ---------------------------------
 # Python sources are symlinked (--symlink-install), so only manifests, interfaces and the list
 # of installed data files decide a rebuild.
 build_inputs=$( { find portal_bridge_msgs -type f; find portal_bridge -maxdepth 1 -type f;
-                  find portal_bridge/launch portal_bridge/config portal_bridge/resource -type f 2>/dev/null; } | sort )
+                  find portal_bridge/launch portal_bridge/config portal_bridge/resource "$WEB/dist" -type f 2>/dev/null; } | sort )
 # shellcheck disable=SC2086
 build_hash=$( { echo "$build_inputs"; cat $build_inputs; cat "$stamp"; } | sha256sum | cut -d' ' -f1)
 if [[ ! -f "$WS/install/setup.bash" || "$(cat "$TOOLS/stamps/colcon-$PORTAL_ENV" 2>/dev/null)" != "$build_hash" ]]; then
@@ -57,7 +75,7 @@ else
   log "colcon build up to date"
 fi
 
-# --- 3. livekit-server from its Go module -----------------------------------------------------
+# --- 4. livekit-server from its Go module -----------------------------------------------------
 # Built once per machine into the user's cache (a fresh clone, as in CI, reuses it); the Go module
 # and build caches live there too. PORTAL_BRIDGE_CACHE moves it.
 CACHE="${PORTAL_BRIDGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portal_bridge}"
@@ -77,7 +95,7 @@ else
   log "livekit-server $LIVEKIT_SERVER_VERSION present"
 fi
 
-# --- 4. tools of the fault tests (network namespaces, loss rules, bandwidth cap) ----------------
+# --- 5. tools of the fault tests (network namespaces, loss rules, bandwidth cap) ----------------
 # The impaired-link tests need root, ip, tc and nft. As root on Debian/Ubuntu, missing ones are
 # installed from the distribution; otherwise the tests fail saying what is missing.
 missing_net=()
@@ -89,6 +107,16 @@ if (( ${#missing_net[@]} )); then
       || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 nftables >/dev/null; }
   else
     log "fault tests need ${missing_net[*]} (and root); install iproute2 and nftables"
+  fi
+fi
+# --- 6. the browser of the console tests: Debian's chromium and its driver, never a download ----
+if ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || ! command -v chromedriver >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing chromium and chromium-driver for the console tests (about a minute)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+  else
+    log "console tests need chromium and chromedriver (and root to install them): apt-get install chromium chromium-driver"
   fi
 fi
 log "setup complete"

@@ -3,8 +3,9 @@
   ros2 launch portal_bridge demo.launch.py
   ros2 launch portal_bridge demo.launch.py start_server:=false livekit_url:=wss://my.livekit.cloud
 
-The robot side (sim_robot, robot_bridge) and the operator side (operator_bridge, demo_teleop)
-run on different ROS domains, so everything the operator sees has crossed LiveKit. With
+The robot side (sim_robot, robot_bridge) and the operator side (operator_bridge, demo_teleop, and
+the browser console at http://127.0.0.1:8080/) run on different ROS domains, so everything the
+operator sees has crossed LiveKit. With
 ``start_server:=true`` a local ``livekit-server --dev`` is started (found like the tests find it:
 $PORTAL_BRIDGE_LIVEKIT_SERVER, PATH, or the source tree's .tools/bin from ``make setup``; without
 one the launch stops with one line saying so) and its dev keys are used; otherwise credentials
@@ -76,7 +77,8 @@ def _nodes(context, *args, **kwargs):
         Node(package='portal_bridge', executable='sim_robot', name='sim_robot', additional_env=robot_env,
              parameters=[os.path.join(CONFIG, 'sim_robot.yaml')], output='screen'),
         Node(package='portal_bridge', executable='robot_bridge', name='robot_bridge', additional_env=robot_env,
-             parameters=[os.path.join(CONFIG, 'robot_arm.yaml'), {**common, 'allowed_operators': ['demo-teleop']}],
+             parameters=[os.path.join(CONFIG, 'robot_arm.yaml'),
+                         {**common, 'allowed_operators': ['demo-teleop', 'console']}],
              output='screen'),
         Node(package='portal_bridge', executable='operator_bridge', name='operator_bridge',
              additional_env=operator_env,
@@ -84,6 +86,9 @@ def _nodes(context, *args, **kwargs):
              output='screen'),
         Node(package='portal_bridge', executable='demo_teleop', name='demo_teleop', additional_env=operator_env,
              output='screen', emulate_tty=True),
+        Node(package='portal_bridge', executable='console', name='console', additional_env=operator_env,
+             parameters=[{**common, 'port': int(arg('console_port')),
+                          'keymap_file': os.path.join(CONFIG, 'console_keymap.yaml')}], output='screen'),
     ]  # fmt: skip
     if rviz:
         nodes.append(Node(package='rviz2', executable='rviz2', name='rviz2', additional_env=operator_env,
@@ -142,6 +147,11 @@ def generate_launch_description():
                 'operator_domain', default_value='', description='ROS_DOMAIN_ID of the operator side (empty: next one)'
             ),
             DeclareLaunchArgument('rviz', default_value='false', description='Start rviz2 on the operator side'),
+            DeclareLaunchArgument(
+                'console_port',
+                default_value='8080',
+                description='Port of the browser console (http://127.0.0.1:<port>/)',
+            ),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -56,13 +56,14 @@ class RosDomain:
         self.nodes: list[Node] = []
         self.errors: list[BaseException] = []
         self._own: list[tuple[SingleThreadedExecutor, threading.Thread]] = []
+        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._spin, args=(self.executor,), daemon=True, name=f'ros-domain-{domain_id}'
         )
         self._thread.start()
 
     def _spin(self, executor: SingleThreadedExecutor) -> None:
-        while self.context.ok():
+        while self.context.ok() and not self._stop.is_set():
             try:
                 executor.spin_once(timeout_sec=0.05)
             except Exception as exc:  # a callback raised: the test must fail, not hang
@@ -99,20 +100,20 @@ class RosDomain:
         return got
 
     def close(self) -> None:
-        for executor, _ in self._own:
+        """Stop spinning first, then destroy: a node destroyed under a waiting executor raises InvalidHandle."""
+        self._stop.set()
+        for thread in [self._thread] + [t for _, t in self._own]:
+            thread.join(5)
+        for executor in [self.executor] + [e for e, _ in self._own]:
             for node in executor.get_nodes():
                 executor.remove_node(node)
         for node in reversed(self.nodes):
             try:
-                self.executor.remove_node(node)
                 node.destroy_node()
             except Exception:
                 pass
         rclpy.shutdown(context=self.context)
-        self._thread.join(5)
-        self.executor.shutdown()
-        for executor, thread in self._own:
-            thread.join(5)
+        for executor in [self.executor] + [e for e, _ in self._own]:
             executor.shutdown()
 
 
