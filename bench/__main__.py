@@ -20,7 +20,7 @@ from pathlib import Path
 import sys
 from typing import Callable
 
-from . import case_action_path, case_observation, case_recorder, case_scale, case_sustained
+from . import case_action_path, case_console, case_observation, case_recorder, case_scale, case_sustained
 from .harness import machine
 from .runner import Bench, Emit
 from .safety_clock import safety_clock, safety_clock_table
@@ -38,6 +38,7 @@ SECTIONS: dict[str, Callable[[Bench, Emit], None]] = {
     'scale': case_scale.section,
     'safety_clock': section_safety_clock,
     'recorder': case_recorder.section,
+    'console': case_console.section,
 }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from std_msgs.msg import Float64MultiArray
 from support.browser import Browser
-from support.ros_world import to_parameters
+from support.ros_world import RELIABLE, to_parameters
 from support.waiting import wait_for_sync
 
 from portal_bridge.nodes.console import ConsoleNode, default_web_root
@@ -77,6 +77,15 @@ def browser():
     b.close()
 
 
+def held_for(commands: list, seconds: float) -> bool:
+    """The last ``seconds`` of commands all carry the latest values (and span that long)."""
+    if not commands:
+        return False
+    now, value = time.monotonic(), commands[-1][1]
+    changed = max((t for t, v in commands if v != value), default=commands[0][0])
+    return now - changed >= seconds and any(t > changed for t, _ in commands)
+
+
 def barcode(grab: dict) -> int:
     rows = np.array(grab['rgb'], dtype=np.uint8).reshape(-1, grab['width'], 3)
     assert rows.shape[0] >= BARCODE_HEIGHT
@@ -86,7 +95,10 @@ def barcode(grab: dict) -> int:
 def test_the_page_shows_the_robot_takes_control_drives_and_stops_it(world, robot, browser, tmp_path):
     sim, bridge = robot
     node = console(world)
-    commands = world.robot_side.collect(Float64MultiArray, COMMANDS)
+    commands: list = []  # (arrival, values) of the robot's commands
+    world.robot_side.node('controller').create_subscription(
+        Float64MultiArray, COMMANDS, lambda m: commands.append((time.monotonic(), tuple(m.data))), RELIABLE
+    )
     browser.open(node.server.url)
 
     # cameras: the WebRTC track plays in a <video>, the MJPEG frame video is drawn on a canvas; both
@@ -129,18 +141,41 @@ def test_the_page_shows_the_robot_takes_control_drives_and_stops_it(world, robot
     ActionChains(browser.driver).key_down('q').perform()
     try:
         wait_for_sync(lambda: len(commands) >= before + 10, 10, what='commands while Q is held')
-        wait_for_sync(lambda: commands[-1].data[0] > start_pan + 0.1, 10, what='shoulder_pan target rises')
+        wait_for_sync(lambda: commands[-1][1][0] > start_pan + 0.1, 10, what='shoulder_pan target rises')
         assert browser.stats()['driving']
     finally:
         ActionChains(browser.driver).key_up('q').perform()
     released = browser.until(lambda s: not s['driving'], 5, what='page stops driving on release')
-    time.sleep(0.8)  # packets in flight, then the robot's watchdog (500 ms) takes over: hold re-sends the last target
-    settled = len(commands)
-    time.sleep(1.5)
+    # every action the page sent reaches the robot (reliable data), then nothing more comes
+    wait_for_sync(
+        lambda: bridge.robot.metrics().transport.actions_received >= released['actionsSent'], 10, what='in flight'
+    )
+    # then the watchdog (500 ms) holds the last target: the robot's commands settle on the page's last action
+    last = [float(np.float32(v)) for v in released['lastAction']]
+    wait_for_sync(lambda: held_for(commands, 1.0), 15, what='commands settle after the release')
     assert browser.stats()['actionsSent'] == released['actionsSent'], 'the page sent actions after the key was released'
-    held = {tuple(c.data) for c in commands[settled - 1 :]}
-    assert len(held) == 1, f'the robot moved after the key was released: {sorted(held)[:4]}'
+    assert bridge.robot.metrics().transport.actions_received == released['actionsSent']
+    assert np.allclose(commands[-1][1], last, atol=1e-6), (commands[-1][1], last, bridge.counts(), browser.stats())
     assert not bridge.safety.estopped
+
+    # a gamepad: left stick right turns shoulder_pan at -0.8/s, only while the enable button (4) is held
+    browser.driver.execute_script(
+        'window.testPad = {connected: true, axes: [1, 0, 0, 0], '
+        'buttons: Array.from({length: 17}, () => ({pressed: false, value: 0}))}; '
+        "Object.defineProperty(navigator, 'getGamepads', {value: () => [window.testPad], configurable: true})"
+    )
+    idle = browser.stats()['actionsSent']
+    time.sleep(0.5)
+    assert browser.stats()['actionsSent'] == idle, 'the stick alone (enable button not held) must not drive'
+    pan = commands[-1][1][0]
+    browser.js('window.testPad.buttons[4] = {pressed: true, value: 1}')
+    try:
+        wait_for_sync(lambda: commands[-1][1][0] < pan - 0.1, 10, what='shoulder_pan target falls with the stick')
+    except AssertionError:
+        raise AssertionError(f'{browser.stats()} {commands[-1]} {pan} {bridge.robot.active_operator()}') from None
+    finally:
+        browser.js('window.testPad.buttons[4] = {pressed: false, value: 0}')
+    browser.until(lambda s: not s['driving'], 5, what='page stops driving when the enable button is released')
 
     # E-stop: latched on the robot, control cleared, one safe command and nothing after it
     browser.driver.find_element('id', 'estop').click()
@@ -205,3 +240,34 @@ def test_a_token_from_another_machine_needs_the_secret(world, tmp_path):
     status, answer = token('127.0.0.1', {})
     assert status == 200, answer
     assert node.counts['token-refused'] == 2 and node.counts['token'] == 2
+
+
+def test_the_page_encodes_the_portal_reference_vectors_byte_for_byte(world, browser):
+    """The TypeScript codec against the reference's example bytes (schema j1:f32, gripper:bool, mode:i8)."""
+    node = console(world, keymap_file='')
+    browser.open(node.server.url)
+    browser.until(lambda s: s.get('identity'), what='page loaded')
+    fields = [{'name': 'j1', 'dtype': 'f32'}, {'name': 'gripper', 'dtype': 'bool'}, {'name': 'mode', 'dtype': 'i8'}]
+    w = 'window.portalWire'
+    state_fp = browser.js(f'{w}.stateFingerprint(arguments[0])', fields)
+    action_fp = browser.js(f'{w}.actionFingerprint(arguments[0])', fields)
+    assert (state_fp, action_fp) == (0xD257D812, 0x73976813)
+    state = browser.js(f'Array.from({w}.encodeState([0.5, 1, -3], arguments[0], {state_fp}, 1700000000000000))', fields)
+    assert bytes(state).hex() == '12d857d200401e18240a06000000003f01fd'
+    action = browser.js(
+        f'Array.from({w}.encodeAction([0.5, 1, -3], arguments[0], {action_fp}, 1700000000000123, 1700000000000000))',
+        fields,
+    )
+    assert bytes(action).hex() == '136897737b401e18240a060000401e18240a06000000003f01fd'
+    decoded = browser.js(f'{w}.decodeState(new Uint8Array(arguments[1]), arguments[0], {state_fp})', fields, state)
+    assert decoded == {'ok': True, 'value': {'timestampUs': 1700000000000000, 'values': [0.5, 1, -3]}}
+    foreign = browser.js(f'{w}.decodeState(new Uint8Array(arguments[1]), arguments[0], 1)', fields, state)
+    assert foreign == {'ok': False, 'reason': 'schema-mismatch', 'fingerprint': state_fp}
+    # saturating integer casts and truncation toward zero, as the reference encodes them
+    ints = [{'name': 'a', 'dtype': 'i8'}, {'name': 'b', 'dtype': 'u8'}, {'name': 'c', 'dtype': 'i16'}]
+    raw = browser.js(f'Array.from({w}.encodeState([-3.7, -1, 1e9], arguments[0], 0, 0))', ints)
+    assert bytes(raw[12:]) == bytes([0xFD, 0x00, 0xFF, 0x7F])
+    # the contract the console serves gives the fingerprints the Python core computes
+    c = node.server.config['contract']
+    assert browser.js(f'{w}.stateFingerprint(arguments[0])', c['state']) == c['fingerprints']['state']
+    assert browser.js(f'{w}.actionFingerprint(arguments[0])', c['action']) == c['fingerprints']['action']

@@ -7,6 +7,7 @@ import type { PageConfig, TokenGrant } from './config';
 import { Driver } from './drive';
 import { RollingPlot } from './plot';
 import { PortalPage } from './portal';
+import * as wire from './wire';
 import { type FrameHeader, type State, hex, nowUs } from './wire';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -285,6 +286,11 @@ class ConsolePage {
   }
 
   // -- for tests and benchmarks ---------------------------------------------------------------
+  /** Start a fresh latency window (the benchmark measures from here). */
+  resetStats(): void {
+    this.latencies.length = 0;
+  }
+
   stats() {
     const sorted = [...this.latencies].sort((a, b) => a - b);
     const pct = (q: number): number | null => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null);
@@ -310,6 +316,7 @@ class ConsolePage {
       latencySamples: sorted.length,
       rttMs: this.portal?.rttMs ?? null,
       actionsSent: this.portal?.counts['actions-sent'] ?? 0,
+      lastAction: this.portal?.lastAction ?? null,
       counts: { ...(this.portal?.counts ?? {}) },
       cameras,
       problem: this.problem,
@@ -341,6 +348,7 @@ class ConsolePage {
 declare global {
   interface Window {
     portalConsole?: ConsolePage;
+    portalWire?: typeof wire; // the page's wire codec, for the reference test vectors
   }
 }
 
@@ -349,6 +357,7 @@ async function main(): Promise<void> {
   const config = (await response.json()) as PageConfig;
   const page = new ConsolePage(config);
   window.portalConsole = page;
+  window.portalWire = wire;
   try {
     await page.start();
   } catch (err) {

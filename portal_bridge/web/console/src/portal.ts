@@ -59,6 +59,7 @@ export class PortalPage {
   rttMs: number | null = null;
   counts: Record<string, number> = {};
   foreignStateFp: number | null = null;
+  lastAction: number[] | null = null;
   private pings = new Map<number, number>();
   private pingTimer: number | undefined;
 
@@ -223,6 +224,7 @@ export class PortalPage {
   }
 
   sendAction(values: number[], inReplyToUs = 0): void {
+    this.lastAction = values;
     const packet = encodeAction(values, this.contract.action, this.actionFp, nowUs(), inReplyToUs);
     void this.room.localParticipant
       .publishData(packet, { reliable: this.contract.action_reliable, topic: TOPIC_ACTION })
