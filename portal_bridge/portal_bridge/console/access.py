@@ -70,7 +70,7 @@ def is_loopback(host: str) -> bool:
 def check_binding(address: str, secret: Optional[str], logins: Optional[Mapping[str, str]]) -> str:
     """The one startup line about access; AccessError when a non-local bind has no secret."""
     if is_loopback(address):
-        return 'loopback only: tokens for this machine (use an SSH tunnel to reach it from elsewhere)'
+        return 'loopback only: tokens for this machine; from elsewhere, through an SSH tunnel'
     if not secret and not logins:
         raise AccessError(
             f"address '{address}' is reachable from other machines: set secret_file (a shared secret) "

@@ -141,7 +141,7 @@ class ConsoleNode(Node):
             ) from None
         keys = len(keymap['keyboard']) + (len(keymap['gamepad']['axes']) if keymap['gamepad'] else 0)
         self.get_logger().info(
-            f'console at {self.server.url} ({access_line}); room {values["room"]!r} on {values["livekit_url"]}, '
+            f'console at {self.server.url} ({access_line}); room {values["room"]!r} on {values["livekit_url"]}; '
             f'identity {values["identity"]!r} (tokens {values["token_ttl_s"]} s), contract {contract_file}, '
             f'{keys} key/axis binding(s)'
         )
