@@ -200,3 +200,19 @@ def test_an_unbuilt_page_answers_503_saying_how_to_build_it(tmp_path):
             await server.stop()
 
     asyncio.run(run())
+
+
+def test_an_address_that_keeps_guessing_is_told_to_wait(tmp_path):
+    async def run():
+        server = served(tmp_path, logins={'alice': 'alice password 1'})
+        await server.start()
+        try:
+            wrong = {'identity': 'alice', 'password': 'a guess'}
+            statuses = [(await fetch(server, '/token', 'POST', json=wrong))[0] for _ in range(6)]
+            assert statuses == [401] * 5 + [429]
+            right = {'identity': 'alice', 'password': 'alice password 1'}
+            assert (await fetch(server, '/token', 'POST', json=right))[0] == 429  # the minute is not over
+        finally:
+            await server.stop()
+
+    asyncio.run(run())

@@ -7,7 +7,8 @@ Routes:
 * ``GET /config.json``: :func:`~.page_config.page_config` (no credentials in it);
 * ``POST /token``: a JSON body (``{}``, ``{"secret": ...}`` or ``{"identity": ..., "password": ...}``)
   answered by :class:`~.access.TokenPolicy` with ``{"token", "identity", "livekit_url", "room",
-  "ttl_s"}`` or ``{"error"}`` and status 401;
+  "ttl_s"}`` or ``{"error"}`` and status 401; after 5 refusals within a minute an address gets 429
+  until the minute has passed;
 * ``GET /healthz``: ``ok``.
 
 Bound to a loopback address, requests whose ``Host`` is not a loopback name are refused (403):
@@ -18,9 +19,11 @@ to the LiveKit server.
 
 from __future__ import annotations
 
+from collections import deque
 import json
 import logging
 from pathlib import Path
+import time
 from typing import Any, Callable, Optional
 
 from aiohttp import web
@@ -36,6 +39,9 @@ _CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _MAX_BODY = 4096
+# Refused token requests allowed per client address and minute before it is told to wait (429):
+# guessing a 12-character secret at 5 tries a minute is hopeless; a typo costs nothing.
+MAX_REFUSALS_PER_MINUTE = 5
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class ConsoleServer:
         self._on_event = on_event or (lambda kind, detail: None)
         self._runner: Optional[web.AppRunner] = None
         self._loopback_only = is_loopback(address)
+        self._refused: dict[str, deque[float]] = {}
         app = web.Application(client_max_size=_MAX_BODY, middlewares=[self._guard])
         app.router.add_get('/', self._index)
         app.router.add_get('/config.json', self._config)
@@ -145,8 +152,18 @@ class ConsoleServer:
         if not isinstance(body, dict):
             self._on_event('bad-token-request', remote)
             return web.json_response({'error': 'the body must be a JSON object'}, status=400)
+        recent = self._refused.setdefault(remote, deque())
+        now = time.monotonic()
+        while recent and now - recent[0] > 60.0:
+            recent.popleft()
+        if len(recent) >= MAX_REFUSALS_PER_MINUTE:
+            self._on_event('token-throttled', remote)
+            return web.json_response(
+                {'error': 'too many refused requests from this address: wait a minute'}, status=429
+            )
         decision = self.policy.decide(remote, body)
         if not isinstance(decision, Grant):
+            recent.append(now)
             self._on_event('token-refused', f'{remote}: {decision.reason}')
             return web.json_response({'error': decision.reason}, status=decision.status)
         self._on_event('token', f'{decision.identity} for {remote}')

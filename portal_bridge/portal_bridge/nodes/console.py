@@ -165,7 +165,9 @@ class ConsoleNode(Node):
     def _diag(self):
         with self._lock:
             counts = dict(self.counts)
-        refused = counts.get('token-refused', 0) + counts.get('refused-host', 0) + counts.get('bad-token-request', 0)
+        refused = sum(
+            counts.get(k, 0) for k in ('token-refused', 'token-throttled', 'refused-host', 'bad-token-request')
+        )
         level = WARN if refused else OK
         message = f'serving {self.server.url}' + (f'; {refused} request(s) refused' if refused else '')
         return level, message, {'url': self.server.url, 'tokens': counts.get('token', 0), **counts}

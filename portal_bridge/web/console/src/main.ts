@@ -149,6 +149,7 @@ class ConsolePage {
     const pill = $('connection');
     pill.textContent = status;
     pill.className = `pill ${status === 'connected' ? 'ok' : status.startsWith('disconnected') ? 'bad' : 'warn'}`;
+    if (status.startsWith('disconnected')) this.showProblem(`Left the room: ${status}. Reload the page to join again.`);
   }
 
   showProblem(message: string): void {
