@@ -17,6 +17,8 @@ interface CameraView {
   element: HTMLVideoElement | HTMLCanvasElement;
   caption: HTMLElement;
   frames: number[]; // display times (ms) of the last second's frames
+  lastUs: number; // frame video: timestamp of the newest frame taken
+  paintedUs: number; // frame video: timestamp of the frame on the canvas
 }
 
 class ConsolePage {
@@ -101,7 +103,7 @@ class ConsolePage {
       caption.textContent = `${v.name} (${v.codec}) · waiting`;
       figure.append(element, caption);
       $('cameras').append(figure);
-      this.cameras.set(v.name, { name: v.name, element, caption, frames: [] });
+      this.cameras.set(v.name, { name: v.name, element, caption, frames: [], lastUs: 0, paintedUs: 0 });
     }
     const table = $('joints');
     this.jointCells = c.state.map((f) => {
@@ -202,6 +204,12 @@ class ConsolePage {
   private async onFrame(frame: FrameHeader): Promise<void> {
     const view = this.cameras.get(frame.name);
     if (!view || !(view.element instanceof HTMLCanvasElement)) return;
+    // each frame is its own stream, and streams can complete out of order: never paint an older one
+    if (frame.timestampUs <= view.lastUs) {
+      this.portal.count('late-frame');
+      return;
+    }
+    view.lastUs = frame.timestampUs;
     const canvas = view.element;
     if (canvas.width !== frame.width || canvas.height !== frame.height) {
       canvas.width = frame.width;
@@ -232,6 +240,10 @@ class ConsolePage {
           bitmap.close();
           return;
         }
+        if (frame.timestampUs < view.paintedUs) {
+          bitmap.close(); // a newer frame finished decoding first
+          return;
+        }
         ctx.drawImage(bitmap, 0, 0);
         bitmap.close();
       } catch {
@@ -239,6 +251,7 @@ class ConsolePage {
         return;
       }
     }
+    view.paintedUs = frame.timestampUs;
     view.frames.push(performance.now());
   }
 
