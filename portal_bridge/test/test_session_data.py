@@ -460,8 +460,11 @@ async def test_metrics_move_and_in_reply_to_fills_policy_latency(livekit_server,
         robot, op = await pair(peers, c)
         obs = []
         op.on_observation(obs.append)
-        await send_frames(robot, 'cam', [np.zeros((8, 8, 3), np.uint8)] * 5)
-        await wait_for(lambda: len(obs) == 5)
+        for i in range(5):
+            # one frame at a time: a burst longer than the robot's frame-video queue (4, drop oldest)
+            # loses its oldest frame whenever the first stream is slow to open (1 run in ~30 here)
+            await send_frames(robot, 'cam', [np.zeros((8, 8, 3), np.uint8)], j0=i)
+            await wait_for(lambda n=i + 1: len(obs) == n)
         for o in obs:
             op.send_action({'j': 1.0}, in_reply_to_ts_us=o.timestamp_us)
         for i, o in enumerate(obs):
