@@ -21,7 +21,7 @@ from portal_bridge.console.access import (
 )
 from portal_bridge.console.keymap import KeymapError, load_keymap, parse_keymap
 from portal_bridge.console.page_config import contract_json, page_config
-from portal_bridge.console.server import ConsoleServer
+from portal_bridge.console.server import ConsoleServer, content_security_policy
 from portal_bridge.portal import WireContract
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
@@ -37,7 +37,8 @@ KEY, SECRET = 'devkey', 'secret'
 )
 def test_the_shipped_keymaps_fit_their_contracts(contract, keymap):
     fields = [f.name for f in WireContract.from_yaml_file(CONFIG / contract).action]
-    parsed = load_keymap(str(CONFIG / keymap), fields)
+    c = WireContract.from_yaml_file(CONFIG / contract)
+    parsed = load_keymap(str(CONFIG / keymap), fields, [f.name for f in c.state])
     assert parsed['keyboard'] and parsed['gamepad']['enable_button'] == 4
     assert {b['field'] for b in parsed['keyboard']} <= set(fields)
 
@@ -76,6 +77,13 @@ def test_a_bad_keymap_is_refused_naming_the_entry(text, message):
     assert message in str(exc.value)
 
 
+def test_a_rate_binding_needs_a_state_field_to_start_from():
+    text = 'version: 1\nkeyboard: [{key: KeyW, field: linear_x, rate: 0.2}]'
+    with pytest.raises(KeymapError, match="no state field 'linear_x'"):
+        parse_keymap(text, ['linear_x', 'angular_z'], ['odom_x', 'odom_yaw'])
+    assert parse_keymap(text.replace('rate', 'value'), ['linear_x'], ['odom_x'])['keyboard'][0]['value'] == 0.2
+
+
 def test_a_missing_keymap_file_names_the_file(tmp_path):
     with pytest.raises(KeymapError, match='cannot read keymap'):
         load_keymap(str(tmp_path / 'none.yaml'), ARM_FIELDS)
@@ -86,29 +94,28 @@ def claims(token: str) -> api.Claims:
     return api.TokenVerifier(KEY, SECRET).verify(token)
 
 
-def test_loopback_requests_get_a_short_lived_token_for_the_configured_identity():
+def test_local_requests_get_a_short_lived_token_for_the_configured_identity():
     policy = TokenPolicy(KEY, SECRET, 'lab', 'console', 600, secret='a shared secret!')
-    grant = policy.decide('127.0.0.1', {})
+    grant = policy.decide(True, {})
     assert isinstance(grant, Grant) and grant.identity == 'console' and grant.ttl_s == 600
     c = claims(grant.token)
     assert c.identity == 'console' and c.video.room == 'lab' and c.video.room_join and c.video.can_update_own_metadata
-    assert isinstance(policy.decide('::1', {}), Grant)
 
 
 def test_other_machines_need_the_secret_and_logins_need_a_password():
     policy = TokenPolicy(KEY, SECRET, 'lab', 'console', 600, secret='a shared secret!')
-    assert policy.decide('192.0.2.7', {}) == Refusal(401, 'this console needs the shared secret')
-    assert policy.decide('192.0.2.7', {'secret': 'a shared secret?'}) == Refusal(401, 'wrong shared secret')
-    assert policy.decide('192.0.2.7', {'secret': 7}).status == 401
-    assert isinstance(policy.decide('192.0.2.7', {'secret': 'a shared secret!'}), Grant)
+    assert policy.decide(False, {}) == Refusal(401, 'this console needs the shared secret')
+    assert policy.decide(False, {'secret': 'a shared secret?'}) == Refusal(401, 'wrong shared secret')
+    assert policy.decide(False, {'secret': 7}).status == 401
+    assert isinstance(policy.decide(False, {'secret': 'a shared secret!'}), Grant)
     no_secret = TokenPolicy(KEY, SECRET, 'lab', 'console', 600)
-    assert no_secret.decide('192.0.2.7', {'secret': ''}).status == 401
+    assert no_secret.decide(False, {'secret': ''}).status == 401
 
     logins = TokenPolicy(KEY, SECRET, 'lab', 'console', 600, logins={'alice': 'alice password 1'})
-    assert logins.decide('127.0.0.1', {}).status == 401  # a login list applies to everyone
-    assert logins.decide('127.0.0.1', {'identity': 'bob', 'password': 'alice password 1'}).status == 401
-    assert logins.decide('127.0.0.1', {'identity': 'alice', 'password': 'wrong'}).status == 401
-    grant = logins.decide('192.0.2.7', {'identity': 'alice', 'password': 'alice password 1'})
+    assert logins.decide(True, {}).status == 401  # a login list applies to everyone
+    assert logins.decide(True, {'identity': 'bob', 'password': 'alice password 1'}).status == 401
+    assert logins.decide(True, {'identity': 'alice', 'password': 'wrong'}).status == 401
+    grant = logins.decide(False, {'identity': 'alice', 'password': 'alice password 1'})
     assert isinstance(grant, Grant) and claims(grant.token).identity == 'alice'
 
 
@@ -151,8 +158,8 @@ def served(tmp_path, address='127.0.0.1', bundle=True, **policy):
     return ConsoleServer(root, config, TokenPolicy(KEY, SECRET, 'lab', 'console', 60, **policy), address, 0)
 
 
-async def fetch(server, path, method='GET', host=None, **kwargs):
-    headers = {'Host': host} if host else {}
+async def fetch(server, path, method='GET', host=None, headers=None, **kwargs):
+    headers = {**({'Host': host} if host else {}), **(headers or {})}
     async with aiohttp.ClientSession() as session:
         async with session.request(method, f'http://127.0.0.1:{server.port}{path}', headers=headers, **kwargs) as r:
             return r.status, dict(r.headers), await r.read()
@@ -166,9 +173,10 @@ def test_the_server_serves_page_config_and_tokens_with_a_strict_policy(tmp_path)
         try:
             status, headers, body = await fetch(server, '/')
             assert status == 200 and body == b'<html>page</html>'
-            assert "connect-src 'self' ws: wss:" in headers['Content-Security-Policy']
+            assert "connect-src 'self' ws://lk http://lk;" in headers['Content-Security-Policy']
             assert (await fetch(server, '/assets/console.js'))[0] == 200
-            assert (await fetch(server, '/assets/secret.txt'))[0] == 404
+            status, headers, _ = await fetch(server, '/assets/secret.txt')
+            assert status == 404 and 'Content-Security-Policy' in headers  # errors carry the headers too
             assert (await fetch(server, '/assets/..%2Fconsole.js'))[0] == 404
             status, _, body = await fetch(server, '/config.json')
             assert status == 200 and json.loads(body)['contract']['fingerprints']['action'] == ARM.action_fingerprint
@@ -179,13 +187,48 @@ def test_the_server_serves_page_config_and_tokens_with_a_strict_policy(tmp_path)
             assert (await fetch(server, '/token', 'POST', data=b'not json'))[0] == 400
             assert (await fetch(server, '/token', 'POST', data=b'x' * 10000))[0] in (400, 413)
             # DNS rebinding: a page of another site resolved to 127.0.0.1 carries its own Host
-            status, _, body = await fetch(server, '/token', 'POST', host=f'evil.example:{port}', json={})
-            assert status == 403 and b'localhost names' in body
+            status, headers, body = await fetch(server, '/token', 'POST', host=f'evil.example:{port}', json={})
+            assert status == 403 and b'localhost names' in body and 'Content-Security-Policy' in headers
+            # a page of another site posting from the user's browser
+            status, _, body = await fetch(server, '/token', 'POST', json={}, headers={'Origin': 'http://evil.example'})
+            assert status == 403 and b'console page itself' in body
+            origin = {'Origin': f'http://127.0.0.1:{port}'}
+            assert (await fetch(server, '/token', 'POST', json={}, headers=origin))[0] == 200
             assert (await fetch(server, '/', host=f'localhost:{port}'))[0] == 200
         finally:
             await server.stop()
 
     asyncio.run(run())
+
+
+def test_only_direct_local_requests_skip_the_secret(tmp_path):
+    """Bound beyond loopback: a rebound name or a reverse proxy on this host must not make a request local."""
+
+    async def run():
+        server = served(tmp_path, address='0.0.0.0', secret='a shared secret!')
+        port = await server.start()
+        try:
+            assert (await fetch(server, '/token', 'POST', json={}))[0] == 200  # Host 127.0.0.1:port, direct
+            rebound = await fetch(server, '/token', 'POST', host=f'robot.evil.example:{port}', json={})
+            assert rebound[0] == 401 and b'shared secret' in rebound[2]
+            for header in ('X-Forwarded-For', 'Forwarded', 'X-Real-IP'):
+                proxied = await fetch(server, '/token', 'POST', json={}, headers={header: '203.0.113.9'})
+                assert proxied[0] == 401, header
+            with_secret = await fetch(server, '/token', 'POST', json={'secret': 'a shared secret!'},
+                                      headers={'X-Forwarded-For': '203.0.113.9'})  # fmt: skip
+            assert with_secret[0] == 200  # through the proxy, the secret works
+        finally:
+            await server.stop()
+
+    asyncio.run(run())
+
+
+def test_the_csp_allows_exactly_the_livekit_server():
+    assert "connect-src 'self' wss://lk.example:7880 https://lk.example:7880;" in content_security_policy(
+        'wss://lk.example:7880'
+    )
+    cloud = content_security_policy('wss://proj.livekit.cloud')
+    assert 'wss://proj.livekit.cloud https://proj.livekit.cloud wss://*.livekit.cloud https://*.livekit.cloud' in cloud
 
 
 def test_an_unbuilt_page_answers_503_saying_how_to_build_it(tmp_path):

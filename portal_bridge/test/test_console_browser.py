@@ -177,15 +177,37 @@ def test_the_page_shows_the_robot_takes_control_drives_and_stops_it(world, robot
         browser.js('window.testPad.buttons[4] = {pressed: false, value: 0}')
     browser.until(lambda s: not s['driving'], 5, what='page stops driving when the enable button is released')
 
-    # E-stop: latched on the robot, control cleared, one safe command and nothing after it
+    # losing focus releases a held key: the page stops at once, the key still down
+    ActionChains(browser.driver).key_down('q').perform()
+    try:
+        browser.until(lambda s: s['driving'], 5, what='driving with Q')
+        browser.driver.execute_script("window.dispatchEvent(new Event('blur'))")
+        stopped = browser.until(lambda s: not s['driving'], 2, what='blur releases the key')
+        time.sleep(0.5)
+        assert browser.stats()['actionsSent'] == stopped['actionsSent'], 'actions after the page lost focus'
+    finally:
+        ActionChains(browser.driver).key_up('q').perform()
+        browser.driver.execute_script("window.dispatchEvent(new Event('focus'))")
+
+    # E-stop: latched on the robot, control cleared, one safe command and nothing after it; the
+    # page itself stops sending before any answer and stays stopped until Take control
+    wait_for_sync(lambda: held_for(commands, 0.5), 10, what='commands settle before the e-stop')
+    n0 = len(commands)
     browser.driver.find_element('id', 'estop').click()
     wait_for_sync(lambda: bridge.safety.estopped, 5, what='robot e-stop latched by the page')
-    browser.until(lambda s: 'emergency stop latched' in s['message'], 5, what='page reports the e-stop')
+    stopped = browser.until(
+        lambda s: 'emergency stop latched' in s['message'] and s['inhibited'], 5, what='page reports'
+    )
     wait_for_sync(lambda: bridge.robot.active_operator() in (None, ''), 5, what='control cleared')
-    ActionChains(browser.driver).key_down('q').perform()  # driving now sends nothing: not in control
+    ActionChains(browser.driver).key_down('q').perform()
     time.sleep(1.0)
     ActionChains(browser.driver).key_up('q').perform()
+    assert browser.stats()['actionsSent'] == stopped['actionsSent'], 'the page sent actions after its e-stop'
     assert bridge.safety.estopped
+    after = [v for _, v in commands[n0:]]
+    measured = tuple(float(v) for v in sim.positions)
+    assert after and len(set(after)) == 1, f'one safe command, then nothing new: {sorted(set(after))[:4]}'
+    assert np.allclose(after[-1], measured, atol=0.05), (after[-1], measured)  # stopped where the arm is
 
     shot = Path(__file__).resolve().parents[2] / 'docs' / 'console.png'
     if shot.parent.is_dir() and os.environ.get('PORTAL_BRIDGE_SCREENSHOT') == '1':
@@ -271,3 +293,53 @@ def test_the_page_encodes_the_portal_reference_vectors_byte_for_byte(world, brow
     c = node.server.config['contract']
     assert browser.js(f'{w}.stateFingerprint(arguments[0])', c['state']) == c['fingerprints']['state']
     assert browser.js(f'{w}.actionFingerprint(arguments[0])', c['action']) == c['fingerprints']['action']
+
+
+def test_the_page_and_the_python_core_encode_every_dtype_edge_alike(world, browser):
+    """Saturation, truncation toward zero, NaN and bool rules: the page's bytes are the core's bytes."""
+    from portal_bridge.portal.codecs import VideoCodec
+    from portal_bridge.portal.wire import packets
+    from portal_bridge.portal.wire.dtypes import DType
+    from portal_bridge.portal.wire.frame_video import frame_header
+    from portal_bridge.portal.wire.schema import FieldSpec
+
+    node = console(world, keymap_file='')
+    browser.open(node.server.url)
+    browser.until(lambda s: s.get('identity'), what='page loaded')
+    edges = [0.0, -0.0, 0.5, -1.0, -3.7, 3.9, 127.5, -128.9, 255.9, 65535.5, -(2.0**31) - 5, 2.0**32 + 5, 1e40, -1e40]
+    specials = ['NaN', 'Infinity', '-Infinity']
+    for dtype in DType:
+        fields = [FieldSpec(f'v{i}', dtype) for i in range(len(edges) + len(specials))]
+        codec = packets.StateCodec(fields)
+        values = edges + [float(v.lower().replace('infinity', 'inf')) for v in specials]
+        expected, _ = codec.encode({f.name: v for f, v in zip(fields, values)}, 1_700_000_000_000_000)
+        js_fields = [{'name': f.name, 'dtype': str(dtype)} for f in fields]
+        js_values = ', '.join([repr(v) for v in edges] + specials)
+        got = browser.js(
+            f'Array.from(window.portalWire.encodeState([{js_values}], arguments[0], '
+            f'window.portalWire.stateFingerprint(arguments[0]), 1700000000000000))',
+            js_fields,
+        )
+        assert bytes(got) == expected, dtype
+    # RTT and the frame-video header, both ways
+    assert bytes(browser.js('Array.from(window.portalWire.rttPacket(1, 1700000000000123))')) == packets.encode_rtt(
+        1, 1_700_000_000_000_123
+    )
+    ping = list(packets.encode_rtt(0, 42))
+    assert browser.js('window.portalWire.parseRtt(new Uint8Array(arguments[0]))', ping) == {
+        'kind': 0,
+        'timestampUs': 42,
+    }
+    assert browser.js('window.portalWire.parseRtt(new Uint8Array(arguments[0]))', ping[:8]) is None
+    header = list(frame_header('wrist', VideoCodec.MJPEG, 320, 240, 1_700_000_000_000_000)) + [1, 2, 3]
+    parsed = browser.driver.execute_script(
+        'const f = window.portalWire.parseFrame(new Uint8Array(arguments[0]));'
+        ' return f && [f.codec, f.width, f.height, f.timestampUs, f.name, Array.from(f.payload)];',
+        header,
+    )
+    assert parsed == ['mjpeg', 320, 240, 1_700_000_000_000_000, 'wrist', [1, 2, 3]]
+    for bad in (header[:15], [2] + header[1:], header[:1] + [9] + header[2:]):  # short, version 2, codec 9
+        assert (
+            browser.driver.execute_script('return window.portalWire.parseFrame(new Uint8Array(arguments[0]));', bad)
+            is None
+        )

@@ -3,7 +3,11 @@
 The page never holds credentials: it asks the console for a short-lived token. The rules:
 
 * Bound to a loopback address (the default), only this machine (or an SSH tunnel to it) reaches
-  the console. A request from a loopback address gets a token for the configured identity.
+  the console. A *local* request gets a token for the configured identity: it comes from a
+  loopback address, names a loopback host (``Host: 127.0.0.1:8080``, so a page of another site
+  that DNS-rebinds its name to 127.0.0.1 is not local) and carries no proxy header
+  (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``: behind a reverse proxy on this host every
+  visitor would otherwise look local). The server decides what is local (:mod:`.server`).
 * Bound to any other address, the console refuses to start without a shared secret file or a
   login list (see :func:`check_binding`). A request from another machine must then carry the
   shared secret, or a login (identity and password) from the list; otherwise it is refused.
@@ -69,15 +73,16 @@ def is_loopback(host: str) -> bool:
 
 def check_binding(address: str, secret: Optional[str], logins: Optional[Mapping[str, str]]) -> str:
     """The one startup line about access; AccessError when a non-local bind has no secret."""
+    if logins:
+        return 'every token request needs a login from logins_file'
     if is_loopback(address):
         return 'loopback only: tokens for this machine; from elsewhere, through an SSH tunnel'
-    if not secret and not logins:
+    if not secret:
         raise AccessError(
             f"address '{address}' is reachable from other machines: set secret_file (a shared secret) "
             'or logins_file (identities and passwords), or bind to 127.0.0.1'
         )
-    how = 'the shared secret' if secret else 'a login from logins_file'
-    return f'reachable from other machines: tokens only with {how}'
+    return 'reachable from other machines: tokens for them only with the shared secret'
 
 
 def read_secret(path: str) -> str:
@@ -146,8 +151,8 @@ class TokenPolicy:
     def uses_logins(self) -> bool:
         return bool(self._logins)
 
-    def decide(self, remote: str, request: Mapping[str, Any]) -> Grant | Refusal:
-        """A token for ``remote`` (the client address) asking with ``request`` (the JSON body)."""
+    def decide(self, local: bool, request: Mapping[str, Any]) -> Grant | Refusal:
+        """A token for a client (``local``: on this machine, see the module docstring) asking with ``request``."""
         if self._logins:
             login, password = request.get('identity'), request.get('password')
             if not isinstance(login, str) or not isinstance(password, str) or not login:
@@ -157,7 +162,7 @@ class TokenPolicy:
             if not hmac.compare_digest(password.encode(), (expected or '\0').encode()) or expected is None:
                 return Refusal(401, f"login '{login[:64]}' refused: unknown identity or wrong password")
             return self._grant(login)
-        if is_loopback(remote):
+        if local:
             return self._grant(self.identity)
         if not self._secret:
             return Refusal(401, 'tokens are only given to this machine (the console has no shared secret)')

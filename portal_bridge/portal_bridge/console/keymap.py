@@ -41,7 +41,7 @@ class KeymapError(ValueError):
     """A keymap the console cannot use; the message names the file entry."""
 
 
-def load_keymap(path: str, action_fields: Sequence[str]) -> dict[str, Any]:
+def load_keymap(path: str, action_fields: Sequence[str], state_fields: Sequence[str] | None = None) -> dict[str, Any]:
     """Read and validate the keymap file at ``path`` (KeymapError on any problem)."""
     try:
         with open(path, encoding='utf-8') as f:
@@ -49,7 +49,7 @@ def load_keymap(path: str, action_fields: Sequence[str]) -> dict[str, Any]:
     except OSError as exc:
         raise KeymapError(f'cannot read keymap {path}: {exc.strerror}') from None
     try:
-        return parse_keymap(text, action_fields)
+        return parse_keymap(text, action_fields, state_fields)
     except KeymapError as exc:
         raise KeymapError(f'keymap {path}: {exc}') from None
 
@@ -59,8 +59,12 @@ def default_keymap() -> dict[str, Any]:
     return {'version': SUPPORTED_VERSION, 'rate_hz': 30.0, 'keyboard': [], 'gamepad': None}
 
 
-def parse_keymap(text: str, action_fields: Sequence[str]) -> dict[str, Any]:
-    """The keymap as the page reads it (plain JSON types), after checking it against ``action_fields``."""
+def parse_keymap(text: str, action_fields: Sequence[str], state_fields: Sequence[str] | None = None) -> dict[str, Any]:
+    """The keymap as the page reads it (plain JSON types), after checking it against the contract.
+
+    With ``state_fields``, a ``rate`` binding's field must also be a state field: the page starts
+    it from the robot's value of that field (without one it would start from 0).
+    """
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -79,7 +83,15 @@ def parse_keymap(text: str, action_fields: Sequence[str]) -> dict[str, Any]:
     ]
     _no_duplicates([b['key'] for b in keyboard], 'keyboard key')
     gamepad = _gamepad(doc.get('gamepad'), fields)
-    _consistent_modes(keyboard + (gamepad['axes'] + gamepad['buttons'] if gamepad else []))
+    bindings = keyboard + (gamepad['axes'] + gamepad['buttons'] if gamepad else [])
+    _consistent_modes(bindings)
+    if state_fields is not None:
+        for b in bindings:
+            if 'rate' in b and b['field'] not in state_fields:
+                raise KeymapError(
+                    f"field {b['field']!r} is bound with rate, which starts from the robot's state, but the "
+                    f'contract has no state field {b["field"]!r}; bind it with value, or add the state field'
+                )
     return {'version': SUPPORTED_VERSION, 'rate_hz': rate_hz, 'keyboard': keyboard, 'gamepad': gamepad}
 
 

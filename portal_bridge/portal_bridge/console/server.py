@@ -13,37 +13,53 @@ Routes:
 
 Bound to a loopback address, requests whose ``Host`` is not a loopback name are refused (403):
 a web page elsewhere cannot use DNS rebinding to reach the console through the user's browser.
-Every answer carries a Content-Security-Policy that lets the page talk only to its own origin and
-to the LiveKit server.
+A token request whose ``Origin`` is another site is refused (403) wherever the console is bound.
+What counts as *local* for the token policy is decided here (loopback peer, loopback ``Host``,
+no proxy header; see :mod:`.access`). Every answer, errors included, carries a
+Content-Security-Policy that lets the page load only from its own origin and connect only to it
+and to the LiveKit server.
 """
 
 from __future__ import annotations
 
 from collections import deque
-import json
-import logging
 from pathlib import Path
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .access import Grant, TokenPolicy, is_loopback
 
-__all__ = ['ConsoleServer', 'BUNDLE_FILES']
+__all__ = ['BUNDLE_FILES', 'ConsoleServer', 'content_security_policy']
 
 BUNDLE_FILES = ('index.html', 'console.js', 'console.css')
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' ws: wss: http: https:; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+_PROXY_HEADERS = ('Forwarded', 'X-Forwarded-For', 'X-Real-IP', 'X-Forwarded-Host')
 _MAX_BODY = 4096
 # Refused token requests allowed per client address and minute before it is told to wait (429):
 # guessing a 12-character secret at 5 tries a minute is hopeless; a typo costs nothing.
 MAX_REFUSALS_PER_MINUTE = 5
 
-log = logging.getLogger(__name__)
+
+def content_security_policy(livekit_url: str) -> str:
+    """The page's CSP: its own origin, plus the LiveKit server (ws and the HTTP it validates with).
+
+    LiveKit Cloud hands out per-region servers under the project's domain, so for a
+    ``*.livekit.cloud`` URL that whole domain is allowed.
+    """
+    parts = urlsplit(livekit_url)
+    host = parts.netloc or 'localhost'
+    secure = parts.scheme in ('wss', 'https')
+    ws, http = ('wss', 'https') if secure else ('ws', 'http')
+    sources = [f'{ws}://{host}', f'{http}://{host}']
+    if parts.hostname and parts.hostname.endswith('.livekit.cloud'):
+        sources += ['wss://*.livekit.cloud', 'https://*.livekit.cloud']
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        f"media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {' '.join(sources)}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
 
 
 def _host_name(host_header: str) -> str:
@@ -74,7 +90,9 @@ class ConsoleServer:
         self._runner: Optional[web.AppRunner] = None
         self._loopback_only = is_loopback(address)
         self._refused: dict[str, deque[float]] = {}
+        self.csp = content_security_policy(config['livekit_url'])
         app = web.Application(client_max_size=_MAX_BODY, middlewares=[self._guard])
+        app.on_response_prepare.append(self._headers)
         app.router.add_get('/', self._index)
         app.router.add_get('/config.json', self._config)
         app.router.add_post('/token', self._token)
@@ -88,7 +106,7 @@ class ConsoleServer:
 
     @property
     def url(self) -> str:
-        host = '127.0.0.1' if self.address in ('0.0.0.0', '::', '') else self.address
+        host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(self.address, self.address)
         host = f'[{host}]' if ':' in host else host
         return f'http://{host}:{self.port}/'
 
@@ -111,12 +129,23 @@ class ConsoleServer:
         if self._loopback_only and not is_loopback(_host_name(request.host or '')):
             self._on_event('refused-host', request.host or '')
             return web.json_response({'error': 'this console answers only to localhost names'}, status=403)
-        response = await handler(request)
-        response.headers['Content-Security-Policy'] = _CSP
+        return await handler(request)
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Security headers on every answer, errors and static files included."""
+        response.headers['Content-Security-Policy'] = self.csp
         response.headers['X-Content-Type-Options'] = 'nosniff'
         response.headers['Referrer-Policy'] = 'no-referrer'
         response.headers.setdefault('Cache-Control', 'no-cache')
-        return response
+
+    @staticmethod
+    def is_local(request: web.Request) -> bool:
+        """On this machine, directly: loopback peer, a loopback name in ``Host``, no proxy in between."""
+        return (
+            is_loopback(request.remote or '')
+            and is_loopback(_host_name(request.host or ''))
+            and not any(h in request.headers for h in _PROXY_HEADERS)
+        )
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return self._file('index.html')
@@ -145,25 +174,31 @@ class ConsoleServer:
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         remote = request.remote or ''
+        origin = request.headers.get('Origin')
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            self._on_event('cross-site', f'{remote}: Origin {origin[:100]}')
+            return web.json_response({'error': 'token requests come from the console page itself'}, status=403)
         try:
             body = await request.json() if request.can_read_body else {}
-        except (json.JSONDecodeError, UnicodeDecodeError, web.HTTPRequestEntityTooLarge):
+        except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):  # ValueError: bad JSON or UTF-8
             body = None
         if not isinstance(body, dict):
             self._on_event('bad-token-request', remote)
             return web.json_response({'error': 'the body must be a JSON object'}, status=400)
-        recent = self._refused.setdefault(remote, deque())
         now = time.monotonic()
+        recent = self._refused.get(remote)
         while recent and now - recent[0] > 60.0:
             recent.popleft()
-        if len(recent) >= MAX_REFUSALS_PER_MINUTE:
+        if recent is not None and not recent:
+            del self._refused[remote]
+        elif recent is not None and len(recent) >= MAX_REFUSALS_PER_MINUTE:
             self._on_event('token-throttled', remote)
             return web.json_response(
                 {'error': 'too many refused requests from this address: wait a minute'}, status=429
             )
-        decision = self.policy.decide(remote, body)
+        decision = self.policy.decide(self.is_local(request), body)
         if not isinstance(decision, Grant):
-            recent.append(now)
+            self._refused.setdefault(remote, deque()).append(now)
             self._on_event('token-refused', f'{remote}: {decision.reason}')
             return web.json_response({'error': decision.reason}, status=decision.status)
         self._on_event('token', f'{decision.identity} for {remote}')

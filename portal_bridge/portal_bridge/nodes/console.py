@@ -80,11 +80,16 @@ class ConsoleNode(Node):
         self.params = values
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        for name in ('identity', 'room', 'livekit_url'):
+            if not values[name].strip():
+                raise SystemExit(self._fatal(f'{name} must not be empty'))
+        if values['identity'] == values['robot_identity']:
+            raise SystemExit(self._fatal(f"identity '{values['identity']}' is the robot's: the page would replace it"))
         contract_file = values['contract_file'] or default_contract_path()
         try:
             contract = WireContract.from_yaml_file(contract_file)
             keymap = (
-                load_keymap(values['keymap_file'], [f.name for f in contract.action])
+                load_keymap(values['keymap_file'], [f.name for f in contract.action], [f.name for f in contract.state])
                 if values['keymap_file']
                 else default_keymap()
             )
@@ -139,11 +144,12 @@ class ConsoleNode(Node):
             raise SystemExit(
                 self._fatal(f'cannot listen on {values["address"]}:{values["port"]}: {exc.strerror}')
             ) from None
-        keys = len(keymap['keyboard']) + (len(keymap['gamepad']['axes']) if keymap['gamepad'] else 0)
+        pad = keymap['gamepad']
+        keys = len(keymap['keyboard']) + (len(pad['axes']) + len(pad['buttons']) if pad else 0)
         self.get_logger().info(
             f'console at {self.server.url} ({access_line}); room {values["room"]!r} on {values["livekit_url"]}; '
             f'identity {values["identity"]!r} (tokens {values["token_ttl_s"]} s), contract {contract_file}, '
-            f'{keys} key/axis binding(s)'
+            f'{keys} key/stick/button binding(s)'
         )
         self.diagnostics = DiagnosticsPublisher(self, hardware_id=f'portal_bridge/console/{values["identity"]}')
         self.diagnostics.add('console', self._diag)
@@ -159,8 +165,8 @@ class ConsoleNode(Node):
             first = self.counts[kind] == 1
         if kind == 'token':
             self.get_logger().info(f'token: {detail}')
-        elif first or kind == 'token-refused':
-            self.get_logger().warning(f'{kind}: {detail}')
+        elif first or kind in ('token-refused', 'cross-site'):
+            self.get_logger().warning(f'{kind}: {detail}')  # throttled, bad or foreign-Host requests: the first
 
     def _diag(self):
         with self._lock:

@@ -10,7 +10,8 @@ export interface DriveInput {
 }
 
 export class Driver {
-  private targets: number[] | null = null; // rate fields integrate from the state at drive start
+  private targets: number[] | null = null; // while driving: the targets being integrated
+  private lastSent: number[] | null = null; // what the robot holds from us, while we stay in control
   private readonly index: Map<string, number>;
   private readonly valueFields: Set<number>;
 
@@ -34,17 +35,23 @@ export class Driver {
     return !!(pad && input.gamepad && input.gamepad.buttons[pad.enable_button]?.pressed);
   }
 
+  /** Control was lost: the robot no longer holds our last action, so start again from its state. */
+  forget(): void {
+    this.lastSent = null;
+  }
+
   /**
-   * The action to send after `dtS` seconds of driving, or null (nothing held: send nothing, and
-   * the next drive starts again from the robot's state). `state` maps state field names to the
-   * robot's latest values.
+   * The action to send after `dtS` seconds of driving, or null (nothing held: send nothing).
+   * A drive starts from our last action while the robot still holds it (so a field no key moves
+   * keeps its target, e.g. a closed gripper), else from the robot's state (`state` maps state
+   * field names to its latest values).
    */
   step(input: DriveInput, dtS: number, state: Map<string, number>): number[] | null {
     if (!this.enabled(input)) {
       this.targets = null;
       return null;
     }
-    if (this.targets === null) this.targets = this.fields.map((f) => state.get(f.name) ?? 0);
+    if (this.targets === null) this.targets = this.lastSent ? [...this.lastSent] : this.fields.map((f) => state.get(f.name) ?? 0);
     const targets = this.targets;
     for (const i of this.valueFields) targets[i] = 0;
     const apply = (b: Binding, amount: number): void => {
@@ -62,6 +69,7 @@ export class Driver {
       }
       for (const b of pad.buttons) if (input.gamepad.buttons[b.button!]?.pressed) apply(b, 1);
     }
+    this.lastSent = [...targets];
     return [...targets];
   }
 

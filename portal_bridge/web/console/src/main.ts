@@ -19,6 +19,7 @@ interface CameraView {
   frames: number[]; // display times (ms) of the last second's frames
   lastUs: number; // frame video: timestamp of the newest frame taken
   paintedUs: number; // frame video: timestamp of the frame on the canvas
+  counting: boolean; // video: its frame-counting loop runs
 }
 
 class ConsolePage {
@@ -32,6 +33,9 @@ class ConsolePage {
   private latencies: number[] = [];
   private held = new Set<string>();
   private driving = false;
+  private inhibited = false; // after the page's e-stop, until Take control
+  private focused = true;
+  private latestAt = 0; // performance.now() when the latest state arrived
   private lastDrive = 0;
   private jointCells: HTMLElement[] = [];
   problem = '';
@@ -66,6 +70,7 @@ class ConsolePage {
       const answer = await response.json();
       if (response.ok) {
         $('login').hidden = true;
+        this.showProblem('');
         return answer as TokenGrant;
       }
       if (response.status !== 401) throw new Error(answer.error ?? `token request failed (${response.status})`);
@@ -103,7 +108,7 @@ class ConsolePage {
       caption.textContent = `${v.name} (${v.codec}) · waiting`;
       figure.append(element, caption);
       $('cameras').append(figure);
-      this.cameras.set(v.name, { name: v.name, element, caption, frames: [], lastUs: 0, paintedUs: 0 });
+      this.cameras.set(v.name, { name: v.name, element, caption, frames: [], lastUs: 0, paintedUs: 0, counting: false });
     }
     const table = $('joints');
     this.jointCells = c.state.map((f) => {
@@ -130,21 +135,48 @@ class ConsolePage {
 
   private bindControls(): void {
     const say = (what: string) => (error: string | null) => ($('message').textContent = error ? `${what}: ${error}` : '');
-    $('take').onclick = () => void this.portal.takeControl().then(say('take control'));
+    $('take').onclick = () => {
+      this.inhibited = false; // taking control again is how the page is re-armed after its e-stop
+      void this.portal.takeControl().then(say('take control'));
+    };
     $('release').onclick = () => void this.portal.release().then(say('release'));
     $('estop').onclick = () => {
+      // Locally first: the page stops sending now, whatever the network does, until Take control.
+      this.inhibited = true;
       this.held.clear();
-      void this.portal.emergencyStop().then((error) => ($('message').textContent = error ? `EMERGENCY STOP FAILED: ${error}` : 'emergency stop latched on the robot (reset it there)'));
+      void this.portal.emergencyStop().then((error) => {
+        if (!error) {
+          $('message').textContent = 'emergency stop latched on the robot (reset it there)';
+          return;
+        }
+        $('message').textContent = `EMERGENCY STOP FAILED: ${error}. This page stopped sending and releases control.`;
+        void this.portal.release();
+      });
     };
     const bound = this.driver.boundKeys;
+    const releaseAll = (): void => this.held.clear();
     window.addEventListener('keydown', (e) => {
-      if (!bound.has(e.code) || e.target instanceof HTMLInputElement) return;
+      if (e.metaKey || e.key === 'Meta') {
+        releaseAll(); // with Cmd down, macOS browsers drop the other keys' keyup events
+        return;
+      }
+      // a field keeps its keys, and a focused button its activation keys (Space or Enter on
+      // EMERGENCY STOP must press it, even when the keymap binds them)
+      const activates = e.target instanceof HTMLButtonElement && ['Space', 'Enter', 'NumpadEnter'].includes(e.code);
+      if (!bound.has(e.code) || e.target instanceof HTMLInputElement || activates) return;
       e.preventDefault();
       this.held.add(e.code);
     });
-    window.addEventListener('keyup', (e) => this.held.delete(e.code));
-    window.addEventListener('blur', () => this.held.clear()); // losing focus releases every key
-    document.addEventListener('visibilitychange', () => this.held.clear());
+    window.addEventListener('keyup', (e) => (e.metaKey || e.key === 'Meta' ? releaseAll() : this.held.delete(e.code)));
+    // losing focus or the page releases every key (the gamepad too: see drive())
+    window.addEventListener('blur', () => {
+      this.focused = false;
+      releaseAll();
+    });
+    window.addEventListener('focus', () => (this.focused = true));
+    window.addEventListener('contextmenu', releaseAll);
+    window.addEventListener('pagehide', releaseAll);
+    document.addEventListener('visibilitychange', releaseAll);
   }
 
   private setConnection(status: string): void {
@@ -180,8 +212,11 @@ class ConsolePage {
 
   // -- streams --------------------------------------------------------------------------------
   private onState(state: State): void {
+    const now = performance.now();
     this.latest = state;
-    this.stateTimes.push(performance.now());
+    this.latestAt = now;
+    this.stateTimes.push(now);
+    while (this.stateTimes.length && this.stateTimes[0] < now - 1000) this.stateTimes.shift(); // also while hidden
     this.plot.add(state.timestampUs / 1e6, state.values);
   }
 
@@ -194,27 +229,38 @@ class ConsolePage {
     }
     track.attach(view.element);
     const video = view.element;
+    if (view.counting || !('requestVideoFrameCallback' in video)) return; // one counting loop per view
+    view.counting = true;
     const count = (): void => {
       view.frames.push(performance.now());
+      if (view.frames.length > 240) view.frames.splice(0, view.frames.length - 240);
       video.requestVideoFrameCallback(count);
     };
-    if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(count);
+    video.requestVideoFrameCallback(count);
   }
 
   private async onFrame(frame: FrameHeader): Promise<void> {
     const view = this.cameras.get(frame.name);
     if (!view || !(view.element instanceof HTMLCanvasElement)) return;
-    // each frame is its own stream, and streams can complete out of order: never paint an older one
-    if (frame.timestampUs <= view.lastUs) {
+    if (!frame.width || !frame.height) {
+      this.portal.count('bad-payload');
+      return;
+    }
+    // each frame is its own stream, and streams can complete out of order: never paint an older
+    // one (a robot clock stepped back by more than 5 s starts the order again)
+    if (frame.timestampUs <= view.lastUs && view.lastUs - frame.timestampUs < 5_000_000) {
       this.portal.count('late-frame');
       return;
     }
+    if (frame.timestampUs < view.lastUs) view.paintedUs = 0;
     view.lastUs = frame.timestampUs;
     const canvas = view.element;
-    if (canvas.width !== frame.width || canvas.height !== frame.height) {
-      canvas.width = frame.width;
-      canvas.height = frame.height;
-    }
+    const fit = (): void => {
+      if (canvas.width !== frame.width || canvas.height !== frame.height) {
+        canvas.width = frame.width; // resizing clears the canvas: only once a frame is ready
+        canvas.height = frame.height;
+      }
+    };
     const ctx = canvas.getContext('2d');
     if (!ctx) return;
     if (frame.codec === 'raw') {
@@ -223,6 +269,7 @@ class ConsolePage {
         this.portal.count('decode-failed');
         return;
       }
+      fit();
       const image = ctx.createImageData(frame.width, frame.height);
       for (let i = 0, j = 0; i < pixels; i++, j += 3) {
         image.data[i * 4] = frame.payload[j];
@@ -244,6 +291,7 @@ class ConsolePage {
           bitmap.close(); // a newer frame finished decoding first
           return;
         }
+        fit();
         ctx.drawImage(bitmap, 0, 0);
         bitmap.close();
       } catch {
@@ -253,6 +301,7 @@ class ConsolePage {
     }
     view.paintedUs = frame.timestampUs;
     view.frames.push(performance.now());
+    if (view.frames.length > 240) view.frames.splice(0, view.frames.length - 240);
   }
 
   // -- per display frame and per drive tick ---------------------------------------------------
@@ -286,16 +335,32 @@ class ConsolePage {
     const dt = this.lastDrive ? Math.min((now - this.lastDrive) / 1000, 0.2) : 1 / this.config.keymap.rate_hz;
     this.lastDrive = now;
     const pads = navigator.getGamepads ? navigator.getGamepads() : [];
-    const input = { held: this.held, gamepad: pads.find((p) => p !== null) ?? null };
+    // a hidden or unfocused page drives with nothing (a hidden tab may report a stale gamepad)
+    const gamepad = this.focused && !document.hidden ? (pads.find((p) => p !== null) ?? null) : null;
+    const input = { held: document.hidden ? new Set<string>() : this.held, gamepad };
     const inControl = this.portal.activeOperator === this.portal.identity && this.portal.identity !== '';
     const wants = this.driver.enabled(input);
+    // Rate fields integrate from the robot's state: only while the link is up and the state fresh.
+    const staleAfterMs = Math.max(3000 / this.config.contract.fps, 300);
+    const fresh = this.latest !== null && now - this.latestAt < staleAfterMs;
+    const connected = this.portal.room.state === 'connected';
+    const ok = inControl && connected && fresh && !this.inhibited;
     const state = new Map<string, number>();
     if (this.latest) this.config.contract.state.forEach((f, i) => state.set(f.name, this.latest!.values[i]));
-    const values = inControl && this.latest ? this.driver.step(input, dt, state) : this.driver.step({ held: new Set(), gamepad: null }, dt, state);
-    if (values) this.portal.sendAction(values, this.latest?.timestampUs ?? 0);
+    if (!inControl) this.driver.forget(); // another operator may have moved the robot meanwhile
+    const values = this.driver.step(ok ? input : { held: new Set(), gamepad: null }, dt, state);
+    if (values && values.every(Number.isFinite)) this.portal.sendAction(values, this.latest?.timestampUs ?? 0);
+    else if (values) this.portal.count('non-finite-action');
     this.driving = values !== null;
+    const why = this.inhibited
+      ? 'stopped here: Take control to drive again'
+      : !inControl
+        ? 'take control to drive'
+        : !connected
+          ? 'not driving: reconnecting'
+          : 'not driving: no fresh robot state';
     const pill = $('driving');
-    pill.textContent = this.driving ? 'driving' : wants && !inControl ? 'take control to drive' : 'not driving';
+    pill.textContent = this.driving ? 'driving' : wants ? why : 'not driving';
     pill.className = `pill ${this.driving ? 'ok' : wants ? 'warn' : ''}`;
   }
 
@@ -324,7 +389,8 @@ class ConsolePage {
       activeOperator: this.portal?.activeOperator ?? '',
       driving: this.driving,
       state: this.shown ? { timestampUs: this.shown.timestampUs, values: this.shown.values } : null,
-      stateRateHz: this.stateTimes.length,
+      stateRateHz: this.stateTimes.filter((t) => t >= performance.now() - 1000).length,
+      inhibited: this.inhibited,
       latencyP50Ms: pct(0.5),
       latencyP95Ms: pct(0.95),
       latencySamples: sorted.length,

@@ -3,6 +3,7 @@
 // calls the robot's RPCs. No ROS, no sync buffer: the page shows each stream as it arrives.
 import {
   type ByteStreamReader,
+  DisconnectReason,
   type Participant,
   type RemoteParticipant,
   type RemoteTrack,
@@ -39,6 +40,15 @@ import {
   rttPacket,
   stateFingerprint,
 } from './wire';
+
+const MAX_FRAME_BYTES = 64 * 2 ** 20; // as the bridges cap streams other than chunks
+
+/** Reads a stream to its end without keeping it. */
+async function drain(reader: ByteStreamReader): Promise<void> {
+  for await (const _ of reader) {
+    // discard
+  }
+}
 
 export interface PortalEvents {
   state(state: State): void;
@@ -92,11 +102,17 @@ export class PortalPage {
       this.on.connection('connected');
       void room.localParticipant.setAttributes({ [ROLE_ATTR]: 'operator' });
     });
-    room.on(RoomEvent.Disconnected, (reason) => this.on.connection(`disconnected (${reason ?? 'closed'})`));
-    room.registerByteStreamHandler(TOPIC_FRAME_VIDEO, (reader, info) => void this.onFrame(reader, info.identity));
-    // chunks are for robots and recorders; read them to the end so the SDK frees them
+    room.on(RoomEvent.Disconnected, (reason) => {
+      const why = reason === undefined ? 'closed' : (DisconnectReason[reason] ?? String(reason));
+      const hint = reason === DisconnectReason.DUPLICATE_IDENTITY ? ': another page joined with the same identity' : '';
+      this.on.connection(`disconnected (${why}${hint})`);
+    });
+    room.registerByteStreamHandler(TOPIC_FRAME_VIDEO, (reader, info) =>
+      void this.onFrame(reader, info.identity).catch(() => this.count('bad-stream')),
+    );
+    // chunks are for robots and recorders: read to the end so the SDK frees them, keeping nothing
     for (const topic of [TOPIC_ACTION_CHUNK, TOPIC_EXECUTED_CHUNK]) {
-      room.registerByteStreamHandler(topic, (reader) => void reader.readAll());
+      room.registerByteStreamHandler(topic, (reader) => void drain(reader).catch(() => this.count('bad-stream')));
     }
     this.on.connection('connecting');
     await room.connect(grant.livekit_url, grant.token, { autoSubscribe: true });
@@ -176,7 +192,8 @@ export class PortalPage {
           topic: TOPIC_RTT,
           destinationIdentities: [participant.identity],
         });
-      } else if (rtt.kind === RTT_PONG && this.pings.has(rtt.timestampUs)) {
+      } else if (rtt.kind === RTT_PONG && participant === this.robot && this.pings.has(rtt.timestampUs)) {
+        // only the robot's pong: another operator answering our ping would measure the wrong link
         this.pings.delete(rtt.timestampUs);
         this.rttMs = Math.max(0, nowUs() - rtt.timestampUs) / 1000;
       }
@@ -193,12 +210,22 @@ export class PortalPage {
   }
 
   private async onFrame(reader: ByteStreamReader, sender: string): Promise<void> {
-    const parts = await reader.readAll();
     if (!this.robot || sender !== this.robot.identity) {
-      this.count('not-robot');
+      this.count('not-robot'); // decided before reading: a stranger's stream is drained, not kept
+      await drain(reader);
       return;
     }
-    const size = parts.reduce((n, p) => n + p.byteLength, 0);
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for await (const part of reader) {
+      size += part.byteLength;
+      if (size > MAX_FRAME_BYTES) {
+        this.count('oversized-stream');
+        await drain(reader);
+        return;
+      }
+      parts.push(part);
+    }
     const data = new Uint8Array(size);
     let offset = 0;
     for (const p of parts) {
