@@ -123,6 +123,9 @@ def section(b: Bench, emit: Emit) -> None:
                 'Chromium CPU % (all processes)', 'robot_bridge CPU %', 'console node CPU %'], rows))  # fmt: skip
     emit(
         '\nstate->display: the robot stamps each state when robot_bridge reads it; the page subtracts that from '
-        'the wall clock in the animation frame that paints the new value (same host, same clock). Headless '
-        'Chromium decodes and paints in software here; a desktop browser with a GPU spends less.'
+        'the wall clock in the animation frame that paints the new value (same host, same clock). It includes '
+        "robot_bridge's pacing (one state per camera frame: up to a frame period before a state is sent) and the "
+        'wait for the next animation frame. Headless Chromium decodes and paints in software here; a desktop '
+        'browser with a GPU spends less. With MJPEG frame video the page decodes every JPEG on its main thread '
+        'and the robot encodes them: for a browser, a WebRTC track is the better choice.'
     )

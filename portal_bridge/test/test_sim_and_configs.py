@@ -10,6 +10,7 @@ import py_compile
 import re
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -165,7 +166,11 @@ def test_make_demo_shows_observations_flowing_and_the_console_shows_the_robot(tm
                 rows = np.array(grab['rgb'], dtype=np.uint8).reshape(-1, width, 3)
                 assert read_barcode(rows) >= 1, camera  # a frame the sim robot drew
             if os.environ.get('PORTAL_BRIDGE_SCREENSHOT') == '1':
-                browser.until(lambda s: s['rttMs'] is not None and s['latencyP50Ms'] is not None, 10)
+                # the demo state: the demo policy in control, the arm moving, the numbers settled
+                browser.until(lambda s: s['activeOperator'] == 'demo-teleop' and s['cameras']['front']['fps'] >= 20, 15)
+                time.sleep(3)
+                browser.js('window.portalConsole.resetStats()')
+                time.sleep(2)
                 browser.screenshot(str(ROOT / 'docs' / 'console.png'))
         finally:
             browser.close()
@@ -200,11 +205,12 @@ def test_benchmark_harness_smoke():
     run = subprocess.run([str(ROOT / 'scripts' / 'bench.sh')], env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for heading in ('## 1-3. Observation latency', '## 4. Action path', '## 5. Sustained load', '## 6. Scale',
-                    '## 7. Safety clock under image load', '## 8. Recorder'):  # fmt: skip
+                    '## 7. Safety clock under image load', '## 8. Recorder', '## 9. Browser console'):  # fmt: skip
         assert heading in run.stdout
     assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout
     assert '| idle | 0 |' in run.stdout and '| load | 3 x PNG 640x480 |' in run.stdout
     assert '| 3 x 640x480 | h264 | 30 fps for 4 s | 120 |' in run.stdout  # every frame fed was saved
+    assert '| WebRTC H264 -> `<video>` | ' in run.stdout and 'no browser' not in run.stdout
 
 
 RVIZ_TYPES = {

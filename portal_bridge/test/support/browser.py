@@ -49,7 +49,7 @@ class Browser:
             '--no-sandbox',  # as root
             '--disable-dev-shm-usage',
             '--autoplay-policy=no-user-gesture-required',
-            '--window-size=1400,1000',
+            '--window-size=1600,1000',
             '--disable-background-timer-throttling',
             '--disable-renderer-backgrounding',
         ):
