@@ -396,6 +396,16 @@ def test_a_missing_dataset_library_is_a_warning_with_the_install_line(monkeypatc
     assert result.status == WARN and 'av (' in result.message and 'requirements/datasets.txt' in result.message
 
 
+def test_the_console_page_is_found_or_its_build_line_given(tmp_path, monkeypatch):
+    from portal_bridge.nodes import console
+
+    result = doctor_install_checks.check_console(Context())
+    assert result.status == OK and 'web/console' in result.message  # make setup built it
+    monkeypatch.setattr(console, 'default_web_root', lambda: tmp_path)
+    result = doctor_install_checks.check_console(Context())
+    assert result.status == WARN and 'npm ci && npm run build' in result.message and 'index.html' in result.message
+
+
 def test_msgs_missing_fails_with_build_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs', None)
     monkeypatch.setitem(sys.modules, 'portal_bridge_msgs.msg', None)

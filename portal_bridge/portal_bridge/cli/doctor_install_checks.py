@@ -152,6 +152,23 @@ def check_msgs(ctx: Context) -> Result:
     return Result(OK, f'portal_bridge_msgs from {os.path.dirname(os.path.dirname(msg.__file__ or ""))}')
 
 
+@check('console', 'browser console page (console node)')
+def check_console(ctx: Context) -> Result:
+    """Only the console node needs the built page, so a missing one is a warning."""
+    from ..console.server import BUNDLE_FILES
+    from ..nodes.console import default_web_root
+
+    root = default_web_root()
+    missing = [name for name in BUNDLE_FILES if not (root / name).is_file()]
+    if missing:
+        return Result(
+            WARN,
+            f'not built ({", ".join(missing)} missing in {root}); the console node answers 503 until it is: '
+            'cd portal_bridge/web/console && npm ci && npm run build, then rebuild the package',
+        )
+    return Result(OK, f'built in {root}')
+
+
 @check('datasets', 'dataset libraries (recorder, bag_to_lerobot)')
 def check_datasets(ctx: Context) -> Result:
     """Only the recorder and the dataset commands need them, so a missing one is a warning."""
