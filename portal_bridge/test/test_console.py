@@ -100,6 +100,7 @@ def test_local_requests_get_a_short_lived_token_for_the_configured_identity():
     assert isinstance(grant, Grant) and grant.identity == 'console' and grant.ttl_s == 600
     c = claims(grant.token)
     assert c.identity == 'console' and c.video.room == 'lab' and c.video.room_join and c.video.can_update_own_metadata
+    assert c.video.can_publish_data and c.video.can_subscribe and not c.video.can_publish  # data only
 
 
 def test_other_machines_need_the_secret_and_logins_need_a_password():

@@ -180,5 +180,6 @@ class TokenPolicy:
             identity,
             self.room,
             ttl=datetime.timedelta(seconds=self.ttl_s),
+            publish_media=False,  # the page publishes data only: no camera or microphone in its name
         )
         return Grant(token, identity, self.ttl_s)

@@ -52,8 +52,11 @@ def mint_token(
     active_operator: Optional[str] = None,
     name: Optional[str] = None,
     low_latency: bool = True,
+    publish_media: bool = True,
 ) -> str:
     """Return a signed JWT for ``identity`` in ``room`` with Portal's grants.
+
+    ``publish_media=False`` leaves out the grant to publish tracks (a peer that only sends data).
 
     ``active_operator`` seeds the robot's ``lk.portal.active_operator`` attribute (only
     meaningful on the robot's token), so an operator can drive from the first packet.
@@ -65,7 +68,7 @@ def mint_token(
     grants = api.VideoGrants(
         room_join=True,
         room=room,
-        can_publish=True,
+        can_publish=publish_media,  # False: data, RPC and attributes only (the browser console)
         can_subscribe=True,
         can_publish_data=True,
         can_update_own_metadata=True,

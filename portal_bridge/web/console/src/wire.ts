@@ -135,6 +135,19 @@ export function decodeState(data: Uint8Array, fields: Field[], fingerprint: numb
   return { ok: true, value: { timestampUs: Number(view.getBigUint64(4, true)), values } };
 }
 
+/** A packet: [u32 fp][u64 ts][u64 in_reply_to if an action][fields...]; every field is written. */
+function encodeFlat(header: number, values: number[], fields: Field[], fingerprint: number, ts: number[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(header + rowBytes(fields));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, fingerprint, true);
+  ts.forEach((t, i) => view.setBigUint64(4 + 8 * i, BigInt(Math.trunc(t)), true));
+  let offset = header;
+  fields.forEach((f, i) => {
+    offset = writeValue(view, offset, f.dtype, values[i] ?? 0);
+  });
+  return out;
+}
+
 /** A `portal_action` packet: [u32 fp][u64 ts][u64 in_reply_to][fields...]. */
 export function encodeAction(
   values: number[],
@@ -143,29 +156,12 @@ export function encodeAction(
   timestampUs: number,
   inReplyToUs = 0,
 ): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(ACTION_HEADER + rowBytes(fields));
-  const view = new DataView(out.buffer);
-  view.setUint32(0, fingerprint, true);
-  view.setBigUint64(4, BigInt(Math.trunc(timestampUs)), true);
-  view.setBigUint64(12, BigInt(Math.trunc(inReplyToUs)), true);
-  let offset = ACTION_HEADER;
-  fields.forEach((f, i) => {
-    offset = writeValue(view, offset, f.dtype, values[i] ?? 0);
-  });
-  return out;
+  return encodeFlat(ACTION_HEADER, values, fields, fingerprint, [timestampUs, inReplyToUs]);
 }
 
 /** A `portal_state` packet (the browser never sends one; used by the wire tests). */
 export function encodeState(values: number[], fields: Field[], fingerprint: number, timestampUs: number): Uint8Array {
-  const out = new Uint8Array(STATE_HEADER + rowBytes(fields));
-  const view = new DataView(out.buffer);
-  view.setUint32(0, fingerprint, true);
-  view.setBigUint64(4, BigInt(Math.trunc(timestampUs)), true);
-  let offset = STATE_HEADER;
-  fields.forEach((f, i) => {
-    offset = writeValue(view, offset, f.dtype, values[i] ?? 0);
-  });
-  return out;
+  return encodeFlat(STATE_HEADER, values, fields, fingerprint, [timestampUs]);
 }
 
 export const RTT_PING = 0;
