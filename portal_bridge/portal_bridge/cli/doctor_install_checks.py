@@ -155,11 +155,11 @@ def check_msgs(ctx: Context) -> Result:
 @check('console', 'browser console page (console node)')
 def check_console(ctx: Context) -> Result:
     """Only the console node needs the built page, so a missing one is a warning."""
-    from ..console.server import BUNDLE_FILES
+    from ..console.server import missing_bundle_files
     from ..nodes.console import default_web_root
 
     root = default_web_root()
-    missing = [name for name in BUNDLE_FILES if not (root / name).is_file()]
+    missing = missing_bundle_files(root)
     if missing:
         return Result(
             WARN,

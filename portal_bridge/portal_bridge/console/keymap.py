@@ -119,10 +119,6 @@ def _gamepad(section: Any, fields: list[str]) -> dict[str, Any] | None:
     return {'enable_button': enable, 'deadzone': deadzone, 'axes': axes, 'buttons': buttons}
 
 
-def _items(section: dict, key: str) -> list:
-    return list(enumerate(section.get(key) or []))
-
-
 def _binding(entry: Any, where: str, fields: list[str], source: str, check) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise KeymapError(f'{where} must be a mapping like {{{source}: ..., field: ..., rate: ...}}')

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from .access import Grant, TokenPolicy, is_loopback
 
-__all__ = ['BUNDLE_FILES', 'ConsoleServer', 'content_security_policy']
+__all__ = ['BUNDLE_FILES', 'ConsoleServer', 'content_security_policy', 'missing_bundle_files']
 
 BUNDLE_FILES = ('index.html', 'console.js', 'console.css')
 _PROXY_HEADERS = ('Forwarded', 'X-Forwarded-For', 'X-Real-IP', 'X-Forwarded-Host')
@@ -40,6 +40,11 @@ _MAX_BODY = 4096
 # Refused token requests allowed per client address and minute before it is told to wait (429):
 # guessing a 12-character secret at 5 tries a minute is hopeless; a typo costs nothing.
 MAX_REFUSALS_PER_MINUTE = 5
+
+
+def missing_bundle_files(root: Path) -> list[str]:
+    """Files of the built page that are not in ``root`` (empty when it is complete)."""
+    return [name for name in BUNDLE_FILES if not (Path(root) / name).is_file()]
 
 
 def content_security_policy(livekit_url: str) -> str:
@@ -102,7 +107,7 @@ class ConsoleServer:
 
     def bundle_missing(self) -> list[str]:
         """Files of the built page that are not in ``web_root`` (empty when it is complete)."""
-        return [name for name in BUNDLE_FILES if not (self.web_root / name).is_file()]
+        return missing_bundle_files(self.web_root)
 
     @property
     def url(self) -> str:
