@@ -20,10 +20,24 @@ from pathlib import Path
 import sys
 from typing import Callable
 
-from . import case_action_path, case_console, case_observation, case_recorder, case_scale, case_sustained
+from . import (
+    case_action_path,
+    case_console,
+    case_observation,
+    case_recorder,
+    case_reference,
+    case_scale,
+    case_sustained,
+)
+from .data_channel import data_channel_table
 from .harness import machine
 from .runner import Bench, Emit
 from .safety_clock import safety_clock, safety_clock_table
+
+
+def section_data_channel(b: Bench, emit: Emit) -> None:
+    emit('\n## 11. The data channel alone (bare LiveKit SDK, one byte stream per frame at 30 fps)\n')
+    emit(data_channel_table(b.server.url, b.server.api_key, b.server.api_secret, b.seconds(8.0), b.quick))
 
 
 def section_safety_clock(b: Bench, emit: Emit) -> None:
@@ -39,6 +53,8 @@ SECTIONS: dict[str, Callable[[Bench, Emit], None]] = {
     'safety_clock': section_safety_clock,
     'recorder': case_recorder.section,
     'console': case_console.section,
+    'reference': case_reference.section,
+    'data_channel': section_data_channel,
 }
 
 

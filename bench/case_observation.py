@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from sensor_msgs.msg import Image
 
@@ -14,7 +14,10 @@ from .runner import Bench, Emit
 from .stats import fmt, summary, table
 
 
-def observation_latency(b: Bench, width: int, height: int, cameras: int, codec: str) -> dict[str, Any]:
+def observation_latency(
+    b: Bench, width: int, height: int, cameras: int, codec: str, contract: Optional[str] = None, pattern: str = 'bands'
+) -> dict[str, Any]:
+    """The full ROS path; ``contract`` (a portal.yaml path) and the publisher's frame ``pattern`` as given."""
     procs = Processes(b.env)
     room = b.room()
     got: list[tuple[float, int]] = []
@@ -23,16 +26,17 @@ def observation_latency(b: Bench, width: int, height: int, cameras: int, codec: 
         RELIABLE,
     )  # fmt: skip
     try:
-        b.bridges(procs, b.contract(cameras, codec), room, cameras=cameras)
+        b.bridges(procs, contract or b.contract(cameras, codec), room, cameras=cameras)
         procs.start('publisher', ['-m', 'bench.ros_publisher', '--cameras', str(cameras), '--width', str(width),
-                                  '--height', str(height), '--state-hz', '30'], b.base)  # fmt: skip
+                                  '--height', str(height), '--state-hz', '30', '--pattern', pattern],
+                    b.base)  # fmt: skip
         if not b.wait(lambda: len(got) > 30, 60):
             return {'error': 'no observations'}
         time.sleep(2)  # warm-up: encoders ramp up their bitrate
         got.clear()
         seconds = b.seconds(8)
         cpu = procs.cpu(seconds)
-        samples = [(recv - ts) / 1000.0 for recv, ts in got]
+        samples = [(recv - ts) / 1000.0 for recv, ts in got]  # before the probes: they take seconds too
         probes = b.latency_probes(
             ros_in='robot:state_delivery',
             robot_bridge='robot:state_bridge',
@@ -41,7 +45,7 @@ def observation_latency(b: Bench, width: int, height: int, cameras: int, codec: 
             age_at_operator='operator:observation_age',
             operator_bridge='operator:observation_bridge',
         )
-        return {'total': summary(samples), 'rate': len(got) / seconds, **probes, 'cpu': cpu}
+        return {'total': summary(samples), 'rate': len(samples) / seconds, **probes, 'cpu': cpu}
     finally:
         b.operator_side.node.destroy_subscription(sub)
         procs.stop()

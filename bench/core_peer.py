@@ -11,9 +11,10 @@ import asyncio
 import os
 import threading
 import time
+from typing import Any
 
 from portal_bridge.nodes.sim_robot import draw_frame
-from portal_bridge.portal import DType, Operator, Robot, VideoCodec, WireContract, now_us
+from portal_bridge.portal import DType, Operator, Robot, VideoCodec, WireContract
 
 JOINTS = [f'j{i}' for i in range(6)]
 
@@ -33,23 +34,28 @@ async def run_robot(args: argparse.Namespace) -> None:
     await robot.connect(args.url, api_key='devkey', api_secret='secret', identity='robot', room=args.room)
     frames = [[draw_frame(args.width, args.height, n * 97, hue=60 * i) for n in range(8)] for i in range(args.cameras)]
     stop = threading.Event()
-
-    def send() -> None:  # like a camera driver thread: sends never run on the event loop
-        n = 0
-        next_t = time.monotonic()
-        while not stop.is_set():
-            ts = now_us()
-            for i in range(args.cameras):
-                robot.send_video_frame(f'cam{i}', frames[i][n % 8], timestamp_us=ts)
-            robot.send_state({j: float(n) for j in JOINTS}, ts)
-            n += 1
-            next_t += 1 / 30
-            time.sleep(max(0.0, next_t - time.monotonic()))
-
-    threading.Thread(target=send, daemon=True).start()
+    threading.Thread(target=camera_loop, args=(robot, frames, stop), daemon=True).start()
     await asyncio.sleep(args.duration)
     stop.set()
     await robot.disconnect()
+
+
+def camera_loop(robot: Any, frames: list[list[Any]], stop: threading.Event) -> None:
+    """Send frame n of every camera ``cam<i>`` and a state at 30 fps, one stamp each, until ``stop``.
+
+    Runs in a thread of its own, like a camera driver: sends never run on the event loop. Works
+    with any robot that has Portal's ``send_video_frame`` and ``send_state`` (ours or livekit-portal's).
+    """
+    n = 0
+    next_t = time.monotonic()
+    while not stop.is_set():
+        ts = time.time_ns() // 1000
+        for i, variants in enumerate(frames):
+            robot.send_video_frame(f'cam{i}', variants[n % len(variants)], timestamp_us=ts)
+        robot.send_state({j: float(n) for j in JOINTS}, timestamp_us=ts)
+        n += 1
+        next_t += 1 / 30
+        time.sleep(max(0.0, next_t - time.monotonic()))
 
 
 async def run_operators(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@
 same parameter files, so the files are exercised here directly.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 import py_compile
@@ -202,11 +203,19 @@ URL = re.compile(r'browser console: (http://\S+)')
 def test_benchmark_harness_smoke():
     """`make bench` in its short form: every case runs and prints its table (no timing assertions)."""
     env = dict(os.environ, BENCH_QUICK='1', ROS_DOMAIN_ID=str(base_domain() + 6))
-    run = subprocess.run([str(ROOT / 'scripts' / 'bench.sh')], env=env, capture_output=True, text=True, timeout=400)
+    run = subprocess.run([str(ROOT / 'scripts' / 'bench.sh')], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for heading in ('## 1-3. Observation latency', '## 4. Action path', '## 5. Sustained load', '## 6. Scale',
-                    '## 7. Safety clock under image load', '## 8. Recorder', '## 9. Browser console'):  # fmt: skip
+                    '## 7. Safety clock under image load', '## 8. Recorder', '## 9. Browser console',
+                    '## 10. Side by side with livekit-portal', '## 11. The data channel alone'):  # fmt: skip
         assert heading in run.stdout
+    if importlib.util.find_spec('livekit.portal') is not None:  # not on Python 3.10 (cp312 wheels only)
+        for pair in ('livekit-portal -> livekit-portal', 'livekit-portal -> portal_bridge core',
+                     'portal_bridge core -> livekit-portal', 'portal_bridge core -> portal_bridge core'):  # fmt: skip
+            assert f'| {pair} | ' in run.stdout
+    else:
+        assert 'Not run: livekit-portal is not installed' in run.stdout
+    assert '| 640x480 q90 (36 KB) | 1 | ' in run.stdout
     assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout
     assert '| idle | 0 |' in run.stdout and '| load | 3 x PNG 640x480 |' in run.stdout
     assert '| 3 x 640x480 | h264 | 30 fps for 4 s | 120 |' in run.stdout  # every frame fed was saved
