@@ -215,7 +215,7 @@ def test_benchmark_harness_smoke():
             assert f'| {pair} | ' in run.stdout
     else:
         assert 'Not run: livekit-portal is not installed' in run.stdout
-    assert '| 640x480 q90 (36 KB) | 1 | ' in run.stdout
+    assert '| 640x480 q90 (50 KB) | 1 | ' in run.stdout
     assert 'error:' not in run.stdout and '| 640x480 | 1 | h264 |' in run.stdout
     assert '| idle | 0 |' in run.stdout and '| load | 3 x PNG 640x480 |' in run.stdout
     assert '| 3 x 640x480 | h264 | 30 fps for 4 s | 120 |' in run.stdout  # every frame fed was saved
