@@ -6,9 +6,12 @@ A sender and a receiver, each its own process, in one room of the local livekit-
 sender offers one byte stream per frame at 30 fps (random bytes of a camera JPEG's size: 640x480
 and 1280x720 q90 camera-like frames are about 50 and 143 KB with Pillow), like the robot's frame-video
 tracks: a drop-oldest queue of 4 frames, with 1, 2 or 4 streams in flight at once. The receiver
-reads each stream to its end. Reported: frames and bytes per second delivered, latency from
-queueing to the last byte read (p50/p95), and each process's CPU per delivered megabyte. Why the
-ceiling sits where it does is in ``docs/wire_notes.md`` ("The data channel's bytes per second").
+reads each stream to its end; the sender stays in the room until the receiver has every stream
+it wrote or nothing more arrives for 5 s (the SDK accepts writes before it sends them). Reported:
+frames and bytes per second delivered (over the time from the first frame offered to the last
+one read), latency from queueing to the last byte read (p50/p95), and each process's CPU per
+delivered megabyte. Why the ceiling sits where it does is in ``docs/wire_notes.md`` ("The data
+channel's bytes per second").
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ async def _receive(url: str, token: str, conn: Any) -> None:
     def on_stream(reader: Any, _sender: str) -> None:
         async def read() -> None:
             size = 0
-            async for chunk in reader:
-                size += len(chunk)
+            try:
+                async for chunk in reader:
+                    size += len(chunk)
+            except Exception:  # cut off (counted as not delivered)
+                return
             done[int(reader.info.name)] = time.time()
             nbytes[0] += size
 
@@ -52,8 +58,13 @@ async def _receive(url: str, token: str, conn: Any) -> None:
     room.register_byte_stream_handler(TOPIC, on_stream)
     await room.connect(url, token)
     conn.send('ready')
-    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the sender has finished
-    await asyncio.sleep(2.0)  # streams still in flight may complete
+    expected = await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # streams the sender wrote
+    # The SDK accepts writes before it sends them: wait for the backlog while it still moves.
+    last, since = len(done), time.monotonic()
+    while len(done) < expected and time.monotonic() - since < 5.0:
+        await asyncio.sleep(0.1)
+        if len(done) != last:
+            last, since = len(done), time.monotonic()
     conn.send(json.dumps({'done': done, 'bytes': nbytes[0]}))
     await room.disconnect()
 
@@ -98,9 +109,9 @@ async def _send(url: str, token: str, conn: Any, size: int, in_flight: int, seco
         await asyncio.sleep(max(0.0, start + n / 30 - time.monotonic()))
     offering = False
     wake.set()
-    await asyncio.gather(*workers)  # every stream in flight closed before leaving the room
-    await asyncio.sleep(0.5)
+    await asyncio.gather(*workers)  # every stream written (the SDK may still be sending them)
     conn.send(json.dumps({'queued': queued, 'dropped': dropped}))
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the receiver has what came
     await room.disconnect()
 
 
@@ -129,9 +140,10 @@ def measure(url: str, api_key: str, api_secret: str, size: int, in_flight: int, 
         before = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
         tx_conn.send('go')
         sent = json.loads(tx_conn.recv())
-        rx_conn.send('done')
+        rx_conn.send(len(sent['queued']) - sent['dropped'])
         got = json.loads(rx_conn.recv())
         cpu_s = {k: sum(p.cpu_times()[:2]) - before[k] for k, p in procs.items()}
+        tx_conn.send('leave')
     finally:
         for p in (tx, rx):
             p.join(15)
@@ -141,12 +153,13 @@ def measure(url: str, api_key: str, api_secret: str, size: int, in_flight: int, 
     done = {int(k): v for k, v in got['done'].items()}
     lat = [(t - queued[k]) * 1000 for k, t in done.items() if k in queued]
     mb = got['bytes'] / 1e6
+    elapsed = max(seconds, max(done.values(), default=0.0) - min(queued.values(), default=0.0))
     return {
         'offered': len(queued),
         'delivered': len(done),
         'dropped': sent['dropped'],
-        'fps': len(done) / seconds,
-        'mb_s': mb / seconds,
+        'fps': len(done) / elapsed,
+        'mb_s': mb / elapsed,
         'latency': summary(lat),
         'cpu_per_mb': {k: (v / mb if mb else float('nan')) for k, v in cpu_s.items()},
     }
