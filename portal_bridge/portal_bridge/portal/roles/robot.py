@@ -41,13 +41,7 @@ from ..protocol import (
 from ..room.attributes import write_attributes
 from ..room.events import Listeners
 from ..room.rpc import RpcHandler
-from ..room.send_queue import (
-    DATA_QUEUE_CAPACITY,
-    FRAME_QUEUE_CAPACITY,
-    SendQueue,
-    send_stream,
-    send_whole_stream,
-)
+from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
 from ..room.session import ATTRIBUTE_WRITE_TIMEOUT_S, PortalSession, now_us
 from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
 from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
@@ -187,11 +181,9 @@ class Robot(ActionInbox, PortalSession):
         async def send(payload: bytes) -> None:
             room = self._room
             if room is not None:
+                await send_stream(room.local_participant, topic, name, payload)
                 if topic == TOPIC_FRAME_VIDEO:
-                    await send_whole_stream(room.local_participant, topic, name, payload)
                     self._metrics.frame_sent(name, len(payload))
-                else:
-                    await send_stream(room.local_participant, topic, name, payload)
 
         return send
 

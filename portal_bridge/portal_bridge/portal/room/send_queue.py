@@ -21,7 +21,7 @@ from ..metrics import MetricsRecorder
 from ..wire.dtypes import check_value_types
 from .events import LogOnce
 
-__all__ = ['SendQueue', 'Drainer', 'Outbox', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY', 'send_whole_stream']
+__all__ = ['SendQueue', 'Drainer', 'Outbox', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY']
 
 _log = logging.getLogger('portal_bridge.portal.publish')
 T = TypeVar('T')
@@ -122,15 +122,6 @@ async def send_stream(lp: rtc.LocalParticipant, topic: str, name: str, payload: 
     writer = await lp.stream_bytes(name=name, topic=topic, total_size=len(payload))
     await writer.write(payload)
     await writer.aclose()
-
-
-async def send_whole_stream(lp: rtc.LocalParticipant, topic: str, name: str, payload: bytes) -> None:
-    """Send one payload as one byte stream in one SDK call (open, chunks and close on its side).
-
-    One FFI round trip per stream instead of three: on a busy robot each round trip waits for the
-    asyncio loop and the GIL. Not compressed (frames are JPEG/PNG already).
-    """
-    await lp.send_bytes(payload, topic=topic, name=name, compress=False)
 
 
 class Outbox:
