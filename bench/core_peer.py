@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from portal_bridge.nodes.sim_robot import draw_frame
-from portal_bridge.portal import DType, Operator, Robot, VideoCodec, WireContract
+from portal_bridge.portal import DType, Operator, Robot, VideoCodec, WireContract, now_us
 
 JOINTS = [f'j{i}' for i in range(6)]
 
@@ -49,7 +49,7 @@ def camera_loop(robot: Any, frames: list[list[Any]], stop: threading.Event) -> N
     n = 0
     next_t = time.monotonic()
     while not stop.is_set():
-        ts = time.time_ns() // 1000
+        ts = now_us()
         for i, variants in enumerate(frames):
             robot.send_video_frame(f'cam{i}', variants[n % len(variants)], timestamp_us=ts)
         robot.send_state({j: float(n) for j in JOINTS}, timestamp_us=ts)

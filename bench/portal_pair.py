@@ -26,14 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from portal_bridge.portal import now_us
+
 from .core_peer import camera_loop
 from .ros_publisher import CAMERA_VARIANTS, camera_frame
 
 KEY, SECRET = 'devkey', 'secret'
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class Peer:
