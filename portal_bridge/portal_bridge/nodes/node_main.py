@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from rclpy.node import Node
 
+from ..ros.native_stderr import drain_native_stderr
+
 __all__ = ['run_node']
 
 
@@ -89,4 +91,5 @@ def _leave(code: int) -> int:
         return code
     sys.stdout.flush()
     sys.stderr.flush()
+    drain_native_stderr()  # os._exit skips atexit: the filter's pipe may still hold the last lines
     os._exit(code)

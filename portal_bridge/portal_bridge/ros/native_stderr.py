@@ -11,6 +11,9 @@ a pipe and a thread forwards every line except the listed ones.
 What keeps this safe for a node whose own log lines share fd 2: the forwarding thread does only
 ``read``/``write``; if it ever fails, fd 2 is pointed back at the real stderr at once; at exit the
 pipe is closed and drained (bounded), so the last lines of a shutdown still reach the terminal.
+A process that leaves with ``os._exit`` (the nodes do, once the LiveKit FFI is loaded) skips
+``atexit`` and must call :func:`drain_native_stderr` itself first, or its last lines (a FATAL
+configuration error, say) can still sit in the pipe when the process ends.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import threading
 from typing import Optional, Sequence
 
-__all__ = ['NATIVE_NOISE', 'filter_native_stderr']
+__all__ = ['NATIVE_NOISE', 'filter_native_stderr', 'drain_native_stderr']
 
 # (what the line contains, and a second fragment it must also contain): exact texts, nothing broader
 NATIVE_NOISE = ((b'[OpenH264]', b'Warning:Actual input framerate'),)
@@ -66,15 +69,18 @@ def filter_native_stderr(patterns: Sequence[tuple[bytes, ...]] = NATIVE_NOISE) -
             done.set()
 
     threading.Thread(target=pump, daemon=True, name='native-stderr-filter').start()
-    atexit.register(_restore)
+    atexit.register(drain_native_stderr)
     return True
 
 
-def _restore() -> None:
-    """At exit: point fd 2 back at the real stderr (closing the pipe) and let the thread drain it."""
+def drain_native_stderr(timeout: float = 1.0) -> None:
+    """Point fd 2 back at the real stderr (closing the pipe) and wait for the thread to drain it.
+
+    Called at exit (``atexit``, or by hand before ``os._exit``); a no-op when the filter is off.
+    """
     with _lock:
         state = _state
     if state is None:
         return
     os.dup2(state['real'], 2)  # the pipe's last write end closes: the thread reads to the end
-    state['done'].wait(1.0)
+    state['done'].wait(timeout)
