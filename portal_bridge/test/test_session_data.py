@@ -163,14 +163,19 @@ async def test_lossless_frame_video_exact_with_timestamp(livekit_server, room_na
 
 
 @async_test()
-async def test_mjpeg_frame_video_is_close(livekit_server, room_name):
+async def test_mjpeg_frame_video_is_close(livekit_server, room_name, caplog):
     async with Peers(livekit_server, room_name) as peers:
         robot, op = await pair(peers, frame_contract(VideoCodec.MJPEG, quality=95))
         y, x = np.mgrid[0:48, 0:64]
         img = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).astype(np.uint8)
-        await send_frames(robot, 'cam', [img])
-        frame = await wait_for(lambda: op.get_video_frame('cam'))
+        with caplog.at_level(logging.INFO, logger='portal_bridge.portal.operator'):
+            await send_frames(robot, 'cam', [img, img, img])
+            await wait_for(lambda: op.metrics().transport.frames_received.get('cam', 0) == 3)
+        frame = op.get_video_frame('cam')
         assert np.abs(frame.array().astype(int) - img.astype(int)).mean() < 6
+        # a frame-video track has no LiveKit subscription: its first frame is logged, once
+        heard = [r.getMessage() for r in caplog.records if 'receiving frame-video track' in r.getMessage()]
+        assert len(heard) == 1 and "'cam' of 'robot' (MJPEG, 64x48)" in heard[0], heard
 
 
 @async_test(timeout=90)

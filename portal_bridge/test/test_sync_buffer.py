@@ -485,8 +485,10 @@ def test_stress_hundred_steps_thirty_fps():
 
 
 def test_drops_while_the_tracks_start_are_counted_and_said_once_as_info(caplog):
-    """Data flows before the first frame is decoded: those drops are the start, not a fault."""
-    sync = SyncBuffer(['front'], search_range_us=50_000, state_capacity=2)
+    """Data flows before the first frame is decoded, and tracks settle in the first second after it:
+    drops then are the start, not a fault (counted, said in INFO lines); later ones are warnings."""
+    clock = FakeClock()
+    sync = SyncBuffer(['front'], search_range_us=50_000, state_capacity=2, clock=clock)
     with caplog.at_level(logging.INFO, logger='portal_bridge.portal.sync'):
         for i in range(5):  # no frame yet: the oldest states overflow
             sync.push_state(i * 33_333, None)
@@ -497,6 +499,42 @@ def test_drops_while_the_tracks_start_are_counted_and_said_once_as_info(caplog):
         starts = [r.getMessage() for r in caplog.records if '[sync-start]' in r.getMessage()]
         assert starts == ['[sync-start] first observation; 3 states dropped while the tracks started']
         caplog.clear()
+        clock.t += 0.5  # still settling: the track is ahead, states 4 and 10 dropped and counted, no warning
         sync.push_state(10 * 33_333, None)
-        sync.push_frame('front', 12 * 33_333, None)  # the state's frame never came: now a warning
+        sync.push_frame('front', 12 * 33_333, None)
+        assert sync.stats.states_dropped == 5
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        clock.t += 0.6  # settled: the next observation closes the period with its summary
+        sync.push_state(13 * 33_333, None)
+        sync.push_frame('front', 13 * 33_333, None)
+        starts = [r.getMessage() for r in caplog.records if '[sync-start]' in r.getMessage()]
+        assert starts == [
+            '[sync-start] 2 more states dropped in the first 1.0 s of observations, while the tracks settled'
+        ]
+        caplog.clear()
+        sync.push_state(20 * 33_333, None)
+        sync.push_frame('front', 22 * 33_333, None)  # the state's frame never came: now a warning
     assert [r.levelno for r in caplog.records if '[sync-drop]' in r.getMessage()] == [logging.WARNING]
+    assert sync.stats.states_dropped == 6
+
+
+def test_settling_ends_at_a_drop_too_and_restarts_after_clear(caplog):
+    clock = FakeClock()
+    sync = SyncBuffer(['front'], search_range_us=50_000, clock=clock, settle_s=0.2)
+    with caplog.at_level(logging.INFO, logger='portal_bridge.portal.sync'):
+        sync.push_state(0, None)
+        assert sync.push_frame('front', 0, None).observations
+        sync.push_state(1 * 33_333, None)
+        sync.push_frame('front', 4 * 33_333, None)  # settling: counted only
+        clock.t += 0.3
+        sync.push_state(20 * 33_333, None)
+        sync.push_frame('front', 24 * 33_333, None)  # after it: the summary, then the warning
+        messages = [(r.levelno, r.getMessage().split(']')[0] + ']') for r in caplog.records]
+        assert messages == [(logging.INFO, '[sync-start]'), (logging.WARNING, '[sync-drop]')]
+        caplog.clear()
+        sync.clear()  # a new session starts over: its first drops are the start again
+        sync.push_state(30 * 33_333, None)
+        sync.push_frame('front', 34 * 33_333, None)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    with pytest.raises(ValueError):
+        SyncBuffer(['front'], 50_000, settle_s=-1)

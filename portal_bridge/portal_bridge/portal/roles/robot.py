@@ -41,7 +41,14 @@ from ..protocol import (
 from ..room.attributes import write_attributes
 from ..room.events import Listeners
 from ..room.rpc import RpcHandler
-from ..room.send_queue import DATA_QUEUE_CAPACITY, FRAME_QUEUE_CAPACITY, SendQueue, send_stream
+from ..room.send_queue import (
+    DATA_QUEUE_CAPACITY,
+    FRAME_QUEUE_CAPACITY,
+    FRAME_STREAMS_IN_FLIGHT,
+    SendQueue,
+    send_stream,
+    send_stream_in_turn,
+)
 from ..room.session import ATTRIBUTE_WRITE_TIMEOUT_S, PortalSession, now_us
 from ..wire.frame_video import FrameVideoError, encode_frame, frame_header
 from ..wire.packets import EXECUTED_ACTION, StateCodec, encode_executed
@@ -151,12 +158,15 @@ class Robot(ActionInbox, PortalSession):
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
-            self._outbox.start_drainer(f'frame-{spec.name}', queue, self._stream_sender(TOPIC_FRAME_VIDEO, spec.name))
+            self._outbox.start_drainer(
+                f'frame-{spec.name}', queue, self._frame_sender(spec.name), depth=FRAME_STREAMS_IN_FLIGHT
+            )
             self.log.info(
-                "[%s] publishing frame-video track '%s' (%s, one byte stream per frame)",
+                "[%s] publishing frame-video track '%s' (%s, one byte stream per frame, up to %d in flight)",
                 self.label,
                 spec.name,
                 spec.codec.name,
+                FRAME_STREAMS_IN_FLIGHT,
             )
         if self._state_codec is not None:
             self._state_queue = SendQueue(loop, DATA_QUEUE_CAPACITY, drop_oldest=False)
@@ -182,8 +192,17 @@ class Robot(ActionInbox, PortalSession):
             room = self._room
             if room is not None:
                 await send_stream(room.local_participant, topic, name, payload)
-                if topic == TOPIC_FRAME_VIDEO:
-                    self._metrics.frame_sent(name, len(payload))
+
+        return send
+
+    def _frame_sender(self, name: str):
+        """Frame video: streams opened and written concurrently, closed in queue order (send_queue.py)."""
+
+        async def send(payload: bytes, turn) -> None:
+            room = self._room
+            if room is not None:
+                await send_stream_in_turn(room.local_participant, TOPIC_FRAME_VIDEO, name, payload, turn)
+                self._metrics.frame_sent(name, len(payload))
 
         return send
 

@@ -32,8 +32,11 @@ __all__ = ['VideoReceiver', 'RECEIVE_RING', 'WEBRTC_RING']
 # unbounded (it drops silently when bounded); our reader drains it at once into WEBRTC_RING, the
 # one bound between the SDK and processing. A retransmission stall on a lossy link holds every
 # later frame back and then releases them at once (5-10 at 30 fps), so it takes a whole burst;
-# under sustained overload it is full, and each slot can be a 2.7 MB 720p frame.
-RECEIVE_RING = 4  # frame-video payloads between the data stream and decoding (about 130 ms at 30 fps)
+# under sustained overload it is full, and each slot can be a 2.7 MB 720p frame. Frame video comes
+# in bursts too: what the robot's SDK queued while its data channel opened arrives at once when
+# the session starts (5 frames of the demo's wrist camera within 70 ms, each stream finishing in
+# the same loop turn, before decoding can take one); 8 holds such a burst.
+RECEIVE_RING = 8  # frame-video payloads between the data stream and decoding (about 270 ms at 30 fps)
 WEBRTC_RING = 16  # decoded WebRTC frames between the SDK's stream and processing (about 0.5 s)
 _RECV_OVERFLOW_LOG_S = 5.0
 _UNTIMED_WARN_AFTER = 30  # about 3 s of a LiveKit video source's placeholder frames (10/s)
@@ -73,6 +76,7 @@ class VideoReceiver:
         self._consumers: dict[tuple[str, str], asyncio.Task] = {}
         self._decoder: Optional[ThreadPoolExecutor] = None
         self._overflow_logged_at: dict[str, float] = {}
+        self._frame_tracks_heard: set[str] = set()  # frame-video tracks whose first frame was logged
 
     def start(self) -> None:
         """Start decoding frame video (on joining a room)."""
@@ -86,6 +90,7 @@ class VideoReceiver:
 
     def stop(self) -> None:
         self._frame_rings.clear()
+        self._frame_tracks_heard.clear()
         if self._decoder is not None:
             self._decoder.shutdown(wait=False, cancel_futures=True)
             self._decoder = None
@@ -207,6 +212,13 @@ class VideoReceiver:
                 head.codec.name,
             )
             return
+        if head.name not in self._frame_tracks_heard:
+            # A frame-video track has no LiveKit subscription to log; its first frame is the news.
+            self._frame_tracks_heard.add(head.name)
+            op.log.info(
+                "[%s] receiving frame-video track '%s' of '%s' (%s, %dx%d)",
+                op.label, head.name, sender, head.codec.name, head.width, head.height,
+            )  # fmt: skip
         if not ring.put((head, payload)):
             self._recv_overflow(head.name)
 

@@ -4,6 +4,13 @@ Sends never block the caller (a ROS callback, say) and never wait on the network
 enqueue and return. One drainer task per queue publishes in order. Full queues drop and count:
 data packets and chunks drop the new packet (order matters for them, as in Portal), frame video
 drops the oldest queued frame (for video, the newest frame is the one worth sending).
+
+Frame video is drained by a :class:`PipelinedDrainer`: each frame is its own byte stream, and
+opening, writing and closing one are three round trips through the SDK's FFI, each waiting for
+this process's asyncio loop. Sent one after another, a 10 KB frame took 10-12 ms on an idle
+2-core host and 40-90 ms while other processes started, longer than a 30 fps frame period, so the
+queue overflowed although the data channel was nearly idle. A few frames are in flight at once;
+their streams are still closed in queue order, so the receiver completes them in order.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ from ..metrics import MetricsRecorder
 from ..wire.dtypes import check_value_types
 from .events import LogOnce
 
-__all__ = ['SendQueue', 'Drainer', 'Outbox', 'DATA_QUEUE_CAPACITY', 'FRAME_QUEUE_CAPACITY']
+__all__ = [
+    'SendQueue',
+    'Drainer',
+    'PipelinedDrainer',
+    'Outbox',
+    'DATA_QUEUE_CAPACITY',
+    'FRAME_QUEUE_CAPACITY',
+    'FRAME_STREAMS_IN_FLIGHT',
+]
 
 _log = logging.getLogger('portal_bridge.portal.publish')
 T = TypeVar('T')
@@ -30,6 +45,8 @@ DATA_QUEUE_CAPACITY = 1024  # about 10 s of 100 Hz state
 # Frame video: a short leaky queue. One 640x480 JPEG occupies the data channel for ~25 ms, so a
 # deep queue (livekit-portal keeps 60, ~2 s at 30 fps) turns any hiccup into seconds of latency.
 FRAME_QUEUE_CAPACITY = 4
+# Frame-video streams open at once per track (opened and written concurrently, closed in order).
+FRAME_STREAMS_IN_FLIGHT = 3
 
 
 class SendQueue(Generic[T]):
@@ -102,9 +119,12 @@ class Drainer(Generic[T]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failed publish must not stop later ones
-                self.failures += 1
-                if self.failures == 1 or self.failures % 100 == 0:
-                    _log.warning('[publish-failed] %s: %s (%d failures)', self.name, exc, self.failures)
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 100 == 0:
+            _log.warning('[publish-failed] %s: %s (%d failures)', self.name, exc, self.failures)
 
     async def stop(self) -> None:
         self.queue.close()
@@ -117,10 +137,100 @@ class Drainer(Generic[T]):
             self._task = None
 
 
+class PipelinedDrainer(Drainer[T]):
+    """Up to ``depth`` sends in flight at once; each one's last step runs in queue order.
+
+    ``send(item, turn)`` does its independent work (open a stream, write it), then awaits
+    ``turn()``, which returns once every earlier item has finished, then does the ordered step
+    (close the stream). A failed send still passes the turn on, after the sends before it.
+    Items stay in the queue until a slot is free, so a drop-oldest queue keeps dropping the oldest.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queue: SendQueue[T],
+        send: Callable[[T, Callable[[], Awaitable[None]]], Awaitable[None]],
+        depth: int,
+    ) -> None:
+        if depth < 1:
+            raise ValueError(f'depth must be at least 1, got {depth}')
+        super().__init__(name, queue, send)  # type: ignore[arg-type]
+        self.depth = depth
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.depth)
+        previous: Optional[asyncio.Future] = None
+        while True:
+            await slots.acquire()
+            try:
+                item = await self.queue.get()
+            except BaseException:
+                slots.release()
+                raise
+            done = loop.create_future()
+            task = loop.create_task(self._send_one(item, previous, done, slots), name=f'{self.name}-send')
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            previous = done
+
+    async def _send_one(
+        self, item: T, previous: Optional[asyncio.Future], done: asyncio.Future, slots: asyncio.Semaphore
+    ) -> None:
+        async def turn() -> None:
+            if previous is not None:
+                await asyncio.shield(previous)
+
+        try:
+            await self._send(item, turn)  # type: ignore[call-arg]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed publish must not stop later ones
+            self._failed(exc)
+        finally:
+            slots.release()
+            if previous is None or previous.done():
+                _resolve(done)
+            else:  # failed before its turn: pass the turn on only once the earlier sends are done
+                previous.add_done_callback(lambda _f: _resolve(done))
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def send_stream(lp: rtc.LocalParticipant, topic: str, name: str, payload: bytes) -> None:
     """Send one payload as one byte stream (the SDK splits it into 15 000-byte chunks)."""
+    await send_stream_in_turn(lp, topic, name, payload, None)
+
+
+async def send_stream_in_turn(
+    lp: rtc.LocalParticipant,
+    topic: str,
+    name: str,
+    payload: bytes,
+    turn: Optional[Callable[[], Awaitable[None]]],
+) -> None:
+    """Open and write one byte stream, then wait for ``turn()`` (if given) before closing it.
+
+    The receiver hands a stream over when its trailer (the close) arrives: closing in turn keeps
+    streams written concurrently complete in the order they were queued.
+    """
     writer = await lp.stream_bytes(name=name, topic=topic, total_size=len(payload))
     await writer.write(payload)
+    if turn is not None:
+        await turn()
     await writer.aclose()
 
 
@@ -163,8 +273,9 @@ class Outbox:
             return None
         return packet
 
-    def start_drainer(self, name: str, queue: SendQueue, send: Callable[[Any], Awaitable[None]]) -> None:
-        drainer = Drainer(name, queue, send)
+    def start_drainer(self, name: str, queue: SendQueue, send: Callable[..., Awaitable[None]], depth: int = 1) -> None:
+        """Drain ``queue`` with ``send(item)``, or ``send(item, turn)`` with ``depth`` > 1."""
+        drainer = Drainer(name, queue, send) if depth == 1 else PipelinedDrainer(name, queue, send, depth)
         drainer.start()
         self._drainers.append(drainer)
 
