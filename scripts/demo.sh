@@ -12,7 +12,7 @@ cd "$ROOT"
 activate_ros
 
 SHARE="$WS/install/portal_bridge/share/portal_bridge/config"
-LOGS="$ROOT/.ws/demo-logs"
+LOGS="${DEMO_LOGS:-$ROOT/.ws/demo-logs}"  # DEMO_LOGS: elsewhere (the tests use their own)
 mkdir -p "$LOGS"
 ROOM="${DEMO_ROOM:-portal-demo}"
 ROBOT_DOMAIN="${DEMO_ROBOT_DOMAIN:-$(( 30 + ($$ % 80) * 2 ))}"

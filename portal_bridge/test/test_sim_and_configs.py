@@ -142,7 +142,13 @@ def test_make_demo_shows_observations_flowing_and_the_console_shows_the_robot(tm
     """
     from support.browser import Browser
 
-    env = dict(os.environ, DEMO_DURATION='24', DEMO_ROBOT_DOMAIN=str(base_domain() + 4), DEMO_CONSOLE_PORT='0')
+    env = dict(
+        os.environ,
+        DEMO_DURATION='24',
+        DEMO_ROBOT_DOMAIN=str(base_domain() + 4),
+        DEMO_CONSOLE_PORT='0',
+        DEMO_LOGS=str(tmp_path / 'demo-logs'),
+    )
     demo = subprocess.Popen(
         [str(ROOT / 'scripts' / 'demo.sh')], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -190,7 +196,9 @@ def test_make_demo_shows_observations_flowing_and_the_console_shows_the_robot(tm
     assert sum(rates) >= 10 and frames == sorted(frames) and frames[-1] > frames[0], text  # frames keep coming
     assert len(set(pans)) >= 2, text  # the teleop's actions move the arm, and its state comes back
     assert 'Traceback' not in text
-    for log in (ROOT / '.ws' / 'demo-logs').glob('*.log'):
+    logs = sorted((tmp_path / 'demo-logs').glob('*.log'))
+    assert {p.name for p in logs} >= {'robot_bridge.log', 'operator_bridge.log', 'sim_robot.log', 'console.log'}
+    for log in logs:
         assert 'Traceback' not in log.read_text(errors='replace'), log.name
 
 

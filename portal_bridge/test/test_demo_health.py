@@ -1,28 +1,26 @@
 """A healthy demo tells the truth: 60 s of `make demo` all OK, no warning line; Ctrl-C stops it in 2 s.
 
-Not collected by `make test` yet: on the 2-core CI host the demo, its server and the test overload
-the CPU (load 5.6), and WebRTC loses 1-4 % of the frames and the robot's MJPEG send queue
-overflows now and then, each with its true warning. Where: in the first seconds after the bridges
-connect. Three runs on the idle 2-core host (2026-12-07, with the wrist track's send time logged per
-10 s): one clean (send time p50 10 ms, max 32 ms all along); two with a start-up burst, wrist send
-time p95 40-52 ms and max 72-90 ms in the first 10 s against 15-20 ms after, the robot's 4-frame
-queue overflowing once (1 and 32 frames dropped) and the operator's sync buffer dropping states in
-the same second. That start-up burst is what keeps this test out of `make test`. Run it on a host
-with cores to spare:
-
-    python -m pytest -s portal_bridge/test/support/demo_health_check.py
-
-The demo (scripts/demo.sh: a local livekit-server, the simulated robot, both bridges, the demo
-teleop; the executables and parameter files of launch/demo.launch.py) runs while this test listens
-to /diagnostics on both of its ROS domains. Once every task of both bridges is OK, each of them
-must stay OK for 60 s; no node may log a WARN or ERROR line at any time, startup included; and
-SIGINT to the demo's process group (what Ctrl-C in its terminal sends) must stop everything within
-2 s with exit code 0. The lines the nodes printed are shown (pytest -s) for the record.
+The demo (scripts/demo.sh: a local livekit-server, the simulated robot, both bridges, the browser
+console's node and the demo teleop; the executables and parameter files of launch/demo.launch.py)
+runs while this test listens to /diagnostics on both of its ROS domains. Once every task of both
+bridges is OK, each of them must stay OK for 60 s; no node may log a WARN or ERROR line at any
+time, startup included; and SIGINT to the demo's process group (what Ctrl-C in its terminal sends)
+must stop everything within 2 s with exit code 0. The lines the nodes printed are shown with
+``pytest -s``, for the record.
 
 One warning is allowed, and only as far as it is true: ``[sync-drop]``, for states whose video
-frame never reached the operator. On this 2-core test host the demo, its server and the test
-share the CPU and WebRTC loses 0-2.5 % of the frames under that load; each lost frame costs the
-state it belonged to. So the states dropped after the start must not exceed the frames lost.
+frame never reached the operator. On a 2-core host the demo, its server and the test share the CPU
+and WebRTC may lose a frame now and then under that load; each lost frame costs the state it
+belonged to. So the states dropped after the start must not exceed the frames the video stack
+lost (dropped from a full send queue, never received, or dropped from a full receive ring).
+
+Measured before it joined `make test` (2026-12-07, idle 2-core host): three runs in a row passed,
+and three more with the whole demo and test confined to a CPU quota of 1.3, 1.3 and 1.1 cores
+(cgroup cpu.cfs_quota_us): all passed, one ``[sync-drop]`` each in two of them, within the frames
+lost. What used to fail it was the start: the robot's frame-video queue overflowing while five
+processes started (fixed by sending a few frames' streams at once, room/send_queue.py), a burst of
+queued frames overflowing the operator's receive ring, and drops while the H264 track settled in
+its first second (portal/sync_buffer.py, START_SETTLE_S: counted and said as INFO).
 """
 
 from __future__ import annotations
@@ -37,14 +35,12 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import pytest
-
 from support.ros_world import RosDomain, base_domain
 from support.waiting import wait_for_sync
 
-pytestmark = [pytest.mark.livekit, pytest.mark.ros, pytest.mark.slow]  # 80 s: primary environment
+pytestmark = [pytest.mark.livekit, pytest.mark.ros, pytest.mark.slow]  # 70 s: primary environment
 
-ROOT = Path(__file__).resolve().parents[3]
-LOGS = ROOT / '.ws' / 'demo-logs'
+ROOT = Path(__file__).resolve().parents[2]
 HEALTHY_S = 60.0
 ROBOT_TASKS = {'connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency', 'inputs'}
 OPERATOR_TASKS = {'connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency', 'inputs'}
@@ -85,12 +81,17 @@ def values(arrays: list, node: str, task: str) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
-def test_a_healthy_demo_is_all_ok_for_60_s_and_ctrl_c_stops_it_within_2_s():
+def test_a_healthy_demo_is_all_ok_for_60_s_and_ctrl_c_stops_it_within_2_s(tmp_path):
     robot_domain = base_domain() + 8
-    env = dict(os.environ, DEMO_ROBOT_DOMAIN=str(robot_domain), DEMO_ROOM=f'demo-health-{os.getpid()}')
+    logs_dir = tmp_path / 'demo-logs'
+    env = dict(
+        os.environ,
+        DEMO_ROBOT_DOMAIN=str(robot_domain),
+        DEMO_ROOM=f'demo-health-{os.getpid()}',
+        DEMO_LOGS=str(logs_dir),
+        DEMO_CONSOLE_PORT='0',  # any free port: a user's own `make demo` may hold 8080
+    )
     env.pop('DEMO_DURATION', None)
-    for old in LOGS.glob('*.log'):
-        old.unlink()
     demo = subprocess.Popen(
         [str(ROOT / 'scripts' / 'demo.sh')],
         env=env,
@@ -141,7 +142,7 @@ def test_a_healthy_demo_is_all_ok_for_60_s_and_ctrl_c_stops_it_within_2_s():
         code = demo.wait(timeout=15)
         took = time.monotonic() - start
         reader.join(5)
-        logs = {p.name: p.read_text(errors='replace') for p in sorted(LOGS.glob('*.log'))}
+        logs = {p.name: p.read_text(errors='replace') for p in sorted(logs_dir.glob('*.log'))}
         node_logs = {k: v for k, v in logs.items() if k != 'livekit-server.log'}
         print(f'\n--- demo stopped in {took:.2f} s, exit code {code}; what the nodes printed:')
         for name, text in node_logs.items():
