@@ -90,11 +90,16 @@ def prefer_async_publication(environ: Optional[dict] = None) -> str:
     For operator_bridge, whose observations (up to 8 MB with three 720p cameras) are published on
     its LiveKit thread: with rmw_fastrtps' default (SYNCHRONOUS since Humble) ``publish`` returns
     once the message is in shared memory for every subscriber, with ASYNCHRONOUS once it is queued
-    for the writer's thread. Measured on a 2-core host (3 x 1280x720 CDR observation, one
-    subscriber in another process): build + publish p50/p95 5.6/6.9 ms -> 3.5/4.4 ms, delivery to
-    the subscriber unchanged (p50 15.0-15.3 vs 14.9-15.7 ms); one 640x480 camera 0.80/1.22 ->
-    0.51/0.71 ms. ``RMW_FASTRTPS_PUBLICATION_MODE`` set by the user (SYNCHRONOUS, AUTO) wins.
-    Other middlewares ignore the variable.
+    for the writer's thread. Measured on a 2-core host, 2026-12-08. Alone (3 x 1280x720 CDR
+    observation, one subscriber in another process): build + publish p50/p95 5.6/6.9 ms ->
+    3.5/4.4 ms, delivery to the subscriber unchanged (p50 15.0-15.3 vs 14.9-15.7 ms); one 640x480
+    camera 0.80/1.22 -> 0.51/0.71 ms. In the full bridge pipeline (bench case 1-3, two rounds,
+    only operator_bridge's mode changed): 3 x 1280x720 emitted -> published p50 8.1/11.3 ->
+    6.6/4.4 ms, p95 19.6/25.7 -> 18.2/15.8 ms; one 640x480 camera p50 1.43 -> 1.17 ms but p95
+    1.8 -> 3.1-3.7 ms (the hand-over to the writer's thread on a busy host), end-to-end latency
+    unchanged. The LiveKit thread's time is what runs out under heavy video, so ASYNCHRONOUS is
+    the default. ``RMW_FASTRTPS_PUBLICATION_MODE`` set by the user (SYNCHRONOUS, AUTO) wins;
+    other middlewares ignore the variable.
     """
     env = os.environ if environ is None else environ
     return env.setdefault(PUBLICATION_MODE_VARIABLE, 'ASYNCHRONOUS')
