@@ -147,6 +147,8 @@ def test_a_healthy_demo_is_all_ok_for_60_s_and_ctrl_c_stops_it_within_2_s(tmp_pa
         print(f'\n--- demo stopped in {took:.2f} s, exit code {code}; what the nodes printed:')
         for name, text in node_logs.items():
             print(f'--- {name}\n{text}')
+        status = [ln for ln in out if ln.startswith('[demo] ')]  # once a second: the first and last two
+        print('--- the terminal (scripts/demo.sh)\n' + ''.join(ln for ln in out if ln not in status[2:-2]))
         assert took <= 2.0, f'Ctrl-C took {took:.2f} s to stop the demo'
         assert code == 0, ''.join(out[-20:])
         # Frames the video stack lost, all tracks: dropped from a full send queue, sent and never
