@@ -6,15 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from portal_bridge.ros.dds_profile import (
-    PROFILE_VARIABLES,
-    PROFILES,
-    PUBLICATION_MODE_VARIABLE,
-    fastdds_major,
-    prefer_async_publication,
-    profile_env,
-    profile_path,
-)
+from portal_bridge.ros.dds_profile import PROFILE_VARIABLES, PROFILES, fastdds_major, profile_env, profile_path
 from portal_bridge.ros.launch_helpers import find_livekit_server, overrides_from, truthy
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
@@ -86,30 +78,3 @@ def test_overrides_only_for_arguments_given():
     args = {'room': 'lab', 'identity': '', 'auto_claim': 'True'}
     table = {'room': ('room', str), 'identity': ('identity', str), 'auto_claim': ('auto_claim', truthy)}
     assert overrides_from(args.get, table) == {'room': 'lab', 'auto_claim': True}
-
-
-def test_operator_publication_mode_is_asynchronous_unless_the_user_chose_one():
-    env = {}
-    assert prefer_async_publication(env) == 'ASYNCHRONOUS' and env == {PUBLICATION_MODE_VARIABLE: 'ASYNCHRONOUS'}
-    for chosen in ('SYNCHRONOUS', 'AUTO'):
-        env = {PUBLICATION_MODE_VARIABLE: chosen}
-        assert prefer_async_publication(env) == chosen and env[PUBLICATION_MODE_VARIABLE] == chosen
-
-
-def test_operator_bridge_main_sets_the_mode_before_any_writer_exists():
-    """``main`` applies it before the node (and its writers) exist; a user's choice still wins."""
-    import subprocess
-    import sys
-
-    probe = (
-        'import os\n'
-        'from portal_bridge.nodes import operator_bridge\n'
-        f'operator_bridge.run_node = lambda factory, args: print(os.environ.get("{PUBLICATION_MODE_VARIABLE}")) or 0\n'
-        'operator_bridge.main()\n'
-    )
-    for given, expected in ((None, 'ASYNCHRONOUS'), ('SYNCHRONOUS', 'SYNCHRONOUS')):
-        env = {k: v for k, v in os.environ.items() if k != PUBLICATION_MODE_VARIABLE}
-        if given:
-            env[PUBLICATION_MODE_VARIABLE] = given
-        run = subprocess.run([sys.executable, '-c', probe], env=env, capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0 and run.stdout.strip() == expected, run.stderr[-2000:]

@@ -42,7 +42,6 @@ from ..portal.metrics import SampleRing
 from ..portal.peer_settings import PeerSettings
 from ..ros.cdr_observation import image_to_cdr, observation_to_cdr
 from ..ros.counters import reason_of
-from ..ros.dds_profile import prefer_async_publication
 from ..ros.diagnostics import OK, WARN
 from ..ros.observation_msgs import (
     executed_action,
@@ -432,7 +431,6 @@ class OperatorBridge(OperatorInputs, BridgeNode):
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
-    prefer_async_publication()  # before rclpy creates a writer (ros/dds_profile.py: why, measured)
     return run_node(OperatorBridge, args)
 
 

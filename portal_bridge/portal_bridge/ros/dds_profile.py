@@ -9,8 +9,6 @@ which every ROS install and the PyPI wheels carry in the ament index.
 
 The launch files apply a profile per process (``dds_profile:=large_messages|localhost|none``),
 so nothing leaks into the user's shell.
-
-:func:`prefer_async_publication` is operator_bridge's choice of Fast DDS publication mode.
 """
 
 from __future__ import annotations
@@ -19,22 +17,13 @@ import os
 import re
 from typing import Optional
 
-__all__ = [
-    'PROFILES',
-    'fastdds_major',
-    'profile_path',
-    'profile_env',
-    'PROFILE_VARIABLES',
-    'PUBLICATION_MODE_VARIABLE',
-    'prefer_async_publication',
-]
+__all__ = ['PROFILES', 'fastdds_major', 'profile_path', 'profile_env', 'PROFILE_VARIABLES']
 
 PROFILES = {
     'large_messages': 'fastdds_large_messages.xml',  # 32 MB SHM + UDP on every interface (multi-host)
     'localhost': 'fastdds_localhost.xml',  # 32 MB SHM + UDP on 127.0.0.1 only (one host)
 }
 PROFILE_VARIABLES = {2: 'FASTRTPS_DEFAULT_PROFILES_FILE', 3: 'FASTDDS_DEFAULT_PROFILES_FILE'}
-PUBLICATION_MODE_VARIABLE = 'RMW_FASTRTPS_PUBLICATION_MODE'  # read by rmw_fastrtps at each writer's creation
 
 
 def fastdds_major() -> Optional[int]:
@@ -82,24 +71,3 @@ def profile_env(name: str, share: Optional[str] = None, major: Optional[int] = N
     if major in PROFILE_VARIABLES:
         return {PROFILE_VARIABLES[major]: path}
     return {var: path for var in PROFILE_VARIABLES.values()}
-
-
-def prefer_async_publication(environ: Optional[dict] = None) -> str:
-    """Publish from Fast DDS's background thread unless the user chose a mode; the mode in effect.
-
-    For operator_bridge, whose observations (up to 8 MB with three 720p cameras) are published on
-    its LiveKit thread: with rmw_fastrtps' default (SYNCHRONOUS since Humble) ``publish`` returns
-    once the message is in shared memory for every subscriber, with ASYNCHRONOUS once it is queued
-    for the writer's thread. Measured on a 2-core host, 2026-12-08. Alone (3 x 1280x720 CDR
-    observation, one subscriber in another process): build + publish p50/p95 5.6/6.9 ms ->
-    3.5/4.4 ms, delivery to the subscriber unchanged (p50 15.0-15.3 vs 14.9-15.7 ms); one 640x480
-    camera 0.80/1.22 -> 0.51/0.71 ms. In the full bridge pipeline (bench case 1-3, two rounds,
-    only operator_bridge's mode changed): 3 x 1280x720 emitted -> published p50 8.1/11.3 ->
-    6.6/4.4 ms, p95 19.6/25.7 -> 18.2/15.8 ms; one 640x480 camera p50 1.43 -> 1.17 ms but p95
-    1.8 -> 3.1-3.7 ms (the hand-over to the writer's thread on a busy host), end-to-end latency
-    unchanged. The LiveKit thread's time is what runs out under heavy video, so ASYNCHRONOUS is
-    the default. ``RMW_FASTRTPS_PUBLICATION_MODE`` set by the user (SYNCHRONOUS, AUTO) wins;
-    other middlewares ignore the variable.
-    """
-    env = os.environ if environ is None else environ
-    return env.setdefault(PUBLICATION_MODE_VARIABLE, 'ASYNCHRONOUS')
