@@ -45,18 +45,23 @@ class Recorder:
             self.active -= 1
 
 
-@async_test()
-async def test_pipelined_sends_overlap_but_close_in_queue_order():
-    queue = SendQueue(asyncio.get_running_loop(), 100, drop_oldest=True)
-    rec = Recorder()
-    drainer = PipelinedDrainer('frames', queue, rec.send, depth=3)
-    drainer.start()
-    for i in range(60):
-        queue.put(i)
-    await until(lambda: len(rec.closed) == 60)
-    assert rec.closed == list(range(60))
-    assert rec.most_active == 3  # overlapped, never more than the depth
-    await drainer.stop()
+@pytest.mark.parametrize('depth', [1, 3])
+def test_pipelined_sends_overlap_but_close_in_queue_order(depth):
+    @async_test()
+    async def run():
+        queue = SendQueue(asyncio.get_running_loop(), 100, drop_oldest=True)
+        rec = Recorder()
+        drainer = PipelinedDrainer('frames', queue, rec.send, depth=depth)
+        drainer.start()
+        for i in range(60):
+            queue.put(i)
+        await until(lambda: len(rec.closed) == 60)
+        assert rec.closed == list(range(60))
+        assert rec.most_active == depth  # overlapped up to the depth, never more (depth 1: one at a time)
+        assert drainer.failures == 0
+        await drainer.stop()
+
+    run()
 
 
 @async_test()

@@ -158,8 +158,8 @@ class Robot(ActionInbox, PortalSession):
         for spec in self.contract.frame_videos:
             queue: SendQueue[bytes] = SendQueue(loop, FRAME_QUEUE_CAPACITY, drop_oldest=True)
             self._frame_queues[spec.name] = queue
-            self._outbox.start_drainer(
-                f'frame-{spec.name}', queue, self._frame_sender(spec.name), depth=FRAME_STREAMS_IN_FLIGHT
+            self._outbox.start_pipelined_drainer(
+                f'frame-{spec.name}', queue, self._frame_sender(spec.name), FRAME_STREAMS_IN_FLIGHT
             )
             self.log.info(
                 "[%s] publishing frame-video track '%s' (%s, one byte stream per frame, up to %d in flight)",

@@ -273,9 +273,17 @@ class Outbox:
             return None
         return packet
 
-    def start_drainer(self, name: str, queue: SendQueue, send: Callable[..., Awaitable[None]], depth: int = 1) -> None:
-        """Drain ``queue`` with ``send(item)``, or ``send(item, turn)`` with ``depth`` > 1."""
-        drainer = Drainer(name, queue, send) if depth == 1 else PipelinedDrainer(name, queue, send, depth)
+    def start_drainer(self, name: str, queue: SendQueue, send: Callable[[Any], Awaitable[None]]) -> None:
+        """Drain ``queue`` with ``send(item)``, one item at a time."""
+        self._start(Drainer(name, queue, send))
+
+    def start_pipelined_drainer(
+        self, name: str, queue: SendQueue, send: Callable[..., Awaitable[None]], depth: int
+    ) -> None:
+        """Drain ``queue`` with ``send(item, turn)``, up to ``depth`` items in flight (PipelinedDrainer)."""
+        self._start(PipelinedDrainer(name, queue, send, depth))
+
+    def _start(self, drainer: Drainer) -> None:
         drainer.start()
         self._drainers.append(drainer)
 
