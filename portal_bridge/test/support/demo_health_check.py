@@ -14,13 +14,20 @@ and WebRTC may lose a frame now and then under that load; each lost frame costs 
 belonged to. So the states dropped after the start must not exceed the frames the video stack
 lost (dropped from a full send queue, never received, or dropped from a full receive ring).
 
-Measured before it joined `make test` (2026-12-07, idle 2-core host): three runs in a row passed,
-and three more with the whole demo and test confined to a CPU quota of 1.3, 1.3 and 1.1 cores
-(cgroup cpu.cfs_quota_us): all passed, one ``[sync-drop]`` each in two of them, within the frames
-lost. What used to fail it was the start: the robot's frame-video queue overflowing while five
-processes started (fixed by sending a few frames' streams at once, room/send_queue.py), a burst of
-queued frames overflowing the operator's receive ring, and drops while the H264 track settled in
-its first second (portal/sync_buffer.py, START_SETTLE_S: counted and said as INFO).
+Not collected by `make test` (run it by hand: ``python -m pytest -s
+portal_bridge/test/support/demo_health_check.py``). What used to fail it was the start: the robot's
+frame-video queue overflowing while five processes started (fixed by sending a few frames' streams
+at once, room/send_queue.py), a burst of queued frames overflowing the operator's receive ring, and
+drops while the H264 track settled in its first second (portal/sync_buffer.py, START_SETTLE_S:
+counted and said as INFO). After those fixes (2026-12-08, 2-core host) it passed 16 of 17 runs:
+3 idle, 3 under a CPU quota of 1.3, 1.3 and 1.1 cores (cgroup cpu.cfs_quota_us), 4 alternating,
+inside 2 fresh-clone `CI=true make test` runs, and failed in a third: one ``[sync-drop]`` (track
+'front' 73 ms ahead) 1.9 s after the first observation, with no frame counted as lost. Two things
+keep it out of `make test` until they are fixed. First, the lost-frame count compares the two
+bridges' 1 Hz diagnostics, taken at different moments, so it can hide a lost frame (that run:
+1846 sent, 1859 "received"). Second, two of the three sync-drops after the settling second came
+within 2 s of the first observation, while the H264 stream was still starting, so the settling
+period may be too short.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import pytest
+
 from support.ros_world import RosDomain, base_domain
 from support.waiting import wait_for_sync
 
 pytestmark = [pytest.mark.livekit, pytest.mark.ros, pytest.mark.slow]  # 70 s: primary environment
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEALTHY_S = 60.0
 ROBOT_TASKS = {'connection', 'transport', 'rtt', 'policy', 'gate', 'safety', 'conversion', 'latency', 'inputs'}
 OPERATOR_TASKS = {'connection', 'sync', 'transport', 'rtt', 'gate', 'conversion', 'latency', 'inputs'}
